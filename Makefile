@@ -1,0 +1,37 @@
+# Two commands for a fresh machine with only Python 3 and git:
+#   make demo   the example DAGs end to end on the bundled emulator
+#   make test   ruff, mypy and the whole test suite
+PYTHON ?= python3
+AIRFLOW_VERSION ?= 3.3.2
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-airflow-$(AIRFLOW_VERSION)
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench lint typecheck install clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check "apache-airflow==$(AIRFLOW_VERSION)" -e ".[dev]"
+	rm -f $(VENV)/.installed-airflow-*
+	touch $@
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check airflow_provider_tencent_ci tests example_dags benchmarks demo
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy airflow_provider_tencent_ci
+
+test: lint typecheck
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(PY) demo/run_demo.py
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf .venv .venv-* .demo demo-output .mypy_cache .ruff_cache

@@ -1,0 +1,179 @@
+"""One exception hierarchy for every Tencent Cloud call the provider makes.
+
+Hooks translate SDK exceptions (``CosServiceError``, ``CosClientError``, ``TencentCloudSDKException``,
+httpx errors) into these, so operators and users see the service's code, message and request id instead of
+a stack trace from deep inside an SDK. Local validation errors are separate: they are raised before any
+request is sent.
+"""
+
+from __future__ import annotations
+
+from airflow.exceptions import AirflowException
+
+# Error codes that mean "slow down and try again" (COS/CI and API 3.0 services).
+THROTTLING_CODES: frozenset[str] = frozenset(
+    {
+        "SlowDown",
+        "RequestLimitExceeded",
+        "RequestLimitExceeded.UinLimitExceeded",
+        "RequestLimitExceeded.GlobalRegionUinLimitExceeded",
+        "RequestLimitExceeded.IPLimitExceeded",
+        "TooManyRequests",
+    }
+)
+
+# Error codes that mean the credential itself was refused.
+AUTH_CODES: frozenset[str] = frozenset(
+    {
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "RequestTimeTooSkewed",
+        "InvalidToken",
+        "ExpiredToken",
+        "AuthFailure",
+        "AuthFailure.SignatureFailure",
+        "AuthFailure.SecretIdNotFound",
+        "AuthFailure.SignatureExpire",
+        "AuthFailure.InvalidSecretId",
+        "AuthFailure.TokenFailure",
+        "AuthFailure.UnauthorizedOperation",
+        "AuthFailure.InvalidAuthorization",
+        "AuthFailure.MFAFailure",
+    }
+)
+
+# Error codes that are transient server faults even when the HTTP status is not 5xx.
+SERVER_FAULT_CODES: frozenset[str] = frozenset(
+    {
+        "InternalError",
+        "ServiceUnavailable",
+        "InternalFailure",
+        "FailedOperation.InnerError",
+        "FailedOperation.ServerError",
+        "FailedOperation.RequestTimeout",
+        "FailedOperation.RpcFail",
+        "FailedOperation.UnKnowError",
+    }
+)
+
+NOT_FOUND_CODES: frozenset[str] = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchJob", "ResourceNotFound"})
+
+
+class TencentCloudError(AirflowException):
+    """A Tencent Cloud service (or the network on the way to it) refused a call."""
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        request_id: str | None = None,
+        status_code: int | None = None,
+        operation: str | None = None,
+    ) -> None:
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.status_code = status_code
+        self.operation = operation
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        parts = []
+        if self.operation:
+            parts.append(f"{self.operation} failed")
+        if self.code:
+            parts.append(f"code={self.code}")
+        if self.status_code is not None:
+            parts.append(f"status={self.status_code}")
+        if self.request_id:
+            parts.append(f"request_id={self.request_id}")
+        head = ", ".join(parts)
+        return f"{head}: {self.message}" if head else self.message
+
+    def __reduce__(self):  # keep keyword-only fields through pickling (Airflow ships exceptions between processes)
+        return (
+            _rebuild,
+            (type(self), self.message, self.code, self.request_id, self.status_code, self.operation),
+        )
+
+
+def _rebuild(
+    cls: type[TencentCloudError],
+    message: str,
+    code: str | None,
+    request_id: str | None,
+    status_code: int | None,
+    operation: str | None,
+) -> TencentCloudError:
+    return cls(message, code=code, request_id=request_id, status_code=status_code, operation=operation)
+
+
+class TencentCloudAuthError(TencentCloudError):
+    """The credential was refused (bad SecretId/SecretKey, expired token, signature mismatch, no permission)."""
+
+
+class TencentCloudParameterError(TencentCloudError):
+    """The service rejected the request's parameters; retrying the same request cannot help."""
+
+
+class TencentCloudNotFoundError(TencentCloudError):
+    """The object, bucket or job does not exist."""
+
+
+class TencentCloudThrottlingError(TencentCloudError):
+    """The service asked us to slow down (SlowDown, 503, RequestLimitExceeded*)."""
+
+    retryable = True
+
+
+class TencentCloudServerError(TencentCloudError):
+    """A 5xx or an internal service fault."""
+
+    retryable = True
+
+
+class TencentCloudNetworkError(TencentCloudError):
+    """The request did not get an answer: connection refused or reset, timeout, DNS."""
+
+    retryable = True
+
+
+class CIJobFailedError(TencentCloudError):
+    """A CI job ended Failed or Cancel; ``code``/``message`` are CI's own."""
+
+
+class ParameterValidationError(ValueError, AirflowException):
+    """A user parameter broke a documented rule; raised locally before any request is sent.
+
+    The message always names the parameter, the value and the rule.
+    """
+
+    def __init__(self, param: str, value: object, rule: str) -> None:
+        self.param = param
+        self.value = value
+        self.rule = rule
+        super().__init__(f"Invalid {param}={value!r}: {rule}")
+
+    def __reduce__(self):
+        return (type(self), (self.param, self.value, self.rule))
+
+
+def classify(
+    code: str | None, status_code: int | None
+) -> type[TencentCloudError]:
+    """Map a service error code and HTTP status to the exception class (the one error table)."""
+    if code in THROTTLING_CODES or (code or "").startswith("RequestLimitExceeded") or status_code == 429:
+        return TencentCloudThrottlingError
+    if code in AUTH_CODES or (code or "").startswith("AuthFailure") or status_code in (401, 403):
+        return TencentCloudAuthError
+    if code in SERVER_FAULT_CODES or (status_code is not None and status_code >= 500):
+        if status_code == 503 and code in (None, "", "ServiceUnavailable"):
+            return TencentCloudThrottlingError
+        return TencentCloudServerError
+    if code in NOT_FOUND_CODES or status_code == 404:
+        return TencentCloudNotFoundError
+    return TencentCloudParameterError

@@ -1,0 +1,81 @@
+"""Provider metadata read by Airflow's providers manager (entry point ``apache_airflow_provider``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_tencent_ci import __version__
+
+_CI = "Tencent Cloud Infinite (CI)"
+_BDA = "Tencent Cloud Body Analysis (BDA)"
+_PKG = "airflow_provider_tencent_ci"
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-tencent-ci",
+        "name": "Tencent Cloud Infinite",
+        "description": "Tencent Cloud Infinite (CI) image AI, SegmentVideoBody jobs and BDA portrait segmentation.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": _CI,
+                "external-doc-url": "https://www.tencentcloud.com/products/ci",
+                "tags": ["service"],
+            },
+            {
+                "integration-name": _BDA,
+                "external-doc-url": "https://www.tencentcloud.com/products/bda",
+                "tags": ["service"],
+            },
+        ],
+        "hooks": [
+            {"integration-name": _CI, "python-modules": [f"{_PKG}.hooks.base", f"{_PKG}.hooks.ci"]},
+            {"integration-name": _BDA, "python-modules": [f"{_PKG}.hooks.bda"]},
+        ],
+        "operators": [
+            {
+                "integration-name": _CI,
+                "python-modules": [f"{_PKG}.operators.ci_image", f"{_PKG}.operators.segment_video_body"],
+            },
+            {"integration-name": _BDA, "python-modules": [f"{_PKG}.operators.bda"]},
+        ],
+        "sensors": [{"integration-name": _CI, "python-modules": [f"{_PKG}.sensors.ci_job"]}],
+        "triggers": [{"integration-name": _CI, "python-modules": [f"{_PKG}.triggers.ci_job"]}],
+        "connection-types": [
+            {
+                "hook-class-name": f"{_PKG}.hooks.base.TencentCloudBaseHook",
+                "connection-type": "tencentcloud",
+            }
+        ],
+        "extra-links": [f"{_PKG}.links.cos.COSObjectLink", f"{_PKG}.links.cos.CIJobLink"],
+        "config": {
+            "tencent_ci": {
+                "description": "Tencent Cloud Infinite provider: the CI callback listener run inside the triggerer.",
+                "options": {
+                    "callback_listener_host": {
+                        "description": "Address the triggerer's callback listener binds to.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "0.0.0.0",
+                        "default": "127.0.0.1",
+                    },
+                    "callback_listener_port": {
+                        "description": "Port of the callback listener (0 picks a free port; only useful in tests).",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "8799",
+                        "default": "8799",
+                    },
+                    "callback_base_url": {
+                        "description": "Public base URL CI should POST callbacks to (a load balancer or ingress in "
+                        "front of the triggerers). Empty: http://<listener host>:<listener port>.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "https://airflow-callbacks.example.com/tencent-ci",
+                        "default": "",
+                    },
+                },
+            }
+        },
+    }

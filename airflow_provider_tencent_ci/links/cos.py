@@ -1,0 +1,81 @@
+"""Extra links to the Tencent Cloud console.
+
+Airflow 3 stores each link's final URL in XCom (key ``_link_<ClassName>``) when the task finishes: the task runner
+calls ``get_link`` on the worker. ``get_link`` therefore reads what the operator persisted during ``execute`` (a
+small dict under :attr:`TencentConsoleLink.key`), as the Amazon/Google providers do, and formats the URL from it.
+
+To add a link (e.g. ``CIJobLink``), subclass :class:`TencentConsoleLink`, set ``name``, ``key`` and ``format_url``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote, urlencode
+
+from airflow.sdk import BaseOperatorLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+    from airflow.sdk.types import TaskInstanceKey
+    from airflow.utils.context import Context
+
+CONSOLE_BASE = "https://console.cloud.tencent.com"
+
+
+class TencentConsoleLink(BaseOperatorLink):
+    """Base class: persists a dict of URL fields at execute time and turns it into a URL afterwards."""
+
+    name: ClassVar[str] = "Tencent Cloud Console"  # type: ignore[misc]
+    key: ClassVar[str] = "tencent_console"
+
+    @classmethod
+    def format_url(cls, **fields: Any) -> str:  # pragma: no cover - abstract in spirit
+        raise NotImplementedError
+
+    @classmethod
+    def persist(cls, context: Context, **fields: Any) -> None:
+        """Store the URL fields for this task instance (call from ``execute``)."""
+        context["ti"].xcom_push(key=cls.key, value=fields)
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        fields = XCom.get_value(key=self.key, ti_key=ti_key)
+        if not fields:
+            return ""
+        try:
+            return self.format_url(**fields)
+        except (TypeError, KeyError, ValueError):
+            return ""
+
+
+class COSObjectLink(TencentConsoleLink):
+    """The COS console page of the bucket folder that holds the task's output object(s).
+
+    For one output it opens the object's folder; for a batch, the longest folder shared by every output.
+    """
+
+    name: ClassVar[str] = "COS Output"  # type: ignore[misc]
+    key: ClassVar[str] = "cos_object"
+
+    @classmethod
+    def format_url(cls, *, bucket: str, region: str | None = None, key: str = "", **_: Any) -> str:
+        folder = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
+        query: dict[str, str] = {"bucket": bucket}
+        if region:
+            query["region"] = region
+        query["path"] = "/" + folder
+        return f"{CONSOLE_BASE}/cos/bucket?{urlencode(query, quote_via=quote, safe='')}"
+
+
+def common_folder(keys: list[str]) -> str:
+    """The longest ``a/b/`` folder prefix shared by every key ("" when none)."""
+    if not keys:
+        return ""
+    folders = [k.split("/")[:-1] for k in keys]
+    shared: list[str] = []
+    for parts in zip(*folders):
+        if len(set(parts)) != 1:
+            break
+        shared.append(parts[0])
+    return "/".join(shared) + "/" if shared else ""
