@@ -120,3 +120,14 @@ OUTPUT_PLACEHOLDERS: dict[str, str] = {
 OUTPUT_PLACEHOLDERS_PER_ITEM = ("key", "name", "stem")
 IMAGE_MAX_CONCURRENCY_DEFAULT = 8
 IMAGE_MAX_CONCURRENCY_LIMIT = 256
+# SegmentVideoBody parameter applicability (from the SubmitJob document): BackgroundRed/Green/Blue only take
+# effect in Foreground mode, BackgroundLogoUrl is required in Combination mode (same bucket as the source),
+# RemoveRed/Green/Blue only take effect with SegmentType SolidColorSeg.
+SVB_BACKGROUND_COLOR_MODE = "Foreground"
+SVB_LOGO_MODE = "Combination"
+SVB_REMOVE_COLOR_SEGMENT_TYPE = "SolidColorSeg"
+# CreationTime/StartTime/EndTime and the list API's start/endCreationTime look like 2001-01-01T00:00:00+0800.
+JOB_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+# Callback events carry JobsDetail for a finished job; workflow-started jobs send WorkflowFinish.
+CALLBACK_EVENT_TASK_FINISH = "TaskFinish"
+CALLBACK_EVENT_WORKFLOW_FINISH = "WorkflowFinish"

@@ -64,6 +64,8 @@ class TencentCloudError(AirflowException):
     """A Tencent Cloud service (or the network on the way to it) refused a call."""
 
     retryable: bool = False
+    # AirflowException declares status_code for API answers; ours is the Tencent service's HTTP status.
+    status_code: int | None  # type: ignore[assignment]
 
     def __init__(
         self,

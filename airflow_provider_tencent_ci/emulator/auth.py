@@ -212,14 +212,17 @@ def verify_tc3(
         )
     cred = credentials.get(secret_id)
     if cred is None:
-        raise TcApiError("AuthFailure.SecretIdNotFound", "The SecretId is not found, please ensure that your SecretId is correct.")
+        raise TcApiError(
+            "AuthFailure.SecretIdNotFound", "The SecretId is not found, please ensure that your SecretId is correct."
+        )
     if terminator != "tc3_request" or scope_service != service:
         raise TcApiError("AuthFailure.SignatureFailure", "The credential scope is invalid.")
     if date != datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d"):
         raise TcApiError("AuthFailure.SignatureFailure", "The credential date does not match X-TC-Timestamp.")
 
     names = [h for h in signed_headers.split(";") if h]
-    canonical_headers = "".join(f"{h}:{headers.get(h, '').strip()}\n" for h in names)
+    # TC3 canonical headers: names and values lower-cased, values trimmed
+    canonical_headers = "".join(f"{h}:{headers.get(h, '').strip().lower()}\n" for h in names)
     if headers.get("x-tc-content-sha256") == "UNSIGNED-PAYLOAD":
         payload_hash = hashlib.sha256(b"UNSIGNED-PAYLOAD").hexdigest()
     else:
@@ -232,7 +235,10 @@ def verify_tc3(
     )
     expected = Sign.sign_tc3(cred.secret_key, date, service, string_to_sign)
     if not hmac.compare_digest(expected, signature.lower()):
-        raise TcApiError("AuthFailure.SignatureFailure", "The provided credentials could not be validated. Please check your signature is correct.")
+        raise TcApiError(
+            "AuthFailure.SignatureFailure",
+            "The provided credentials could not be validated. Please check your signature is correct.",
+        )
     if cred.token is not None:
         token = headers.get("x-tc-token")
         if token is None or not hmac.compare_digest(token.encode("utf-8"), cred.token.encode("utf-8")):

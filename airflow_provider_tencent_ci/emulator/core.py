@@ -13,14 +13,11 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .faults import FaultInjector
 from .stats import Stats
 from .store import ObjectStore
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
 
 DEFAULT_APPID = "1250000000"
 DEFAULT_REGION = "ap-guangzhou"
@@ -125,6 +122,15 @@ class EmulatorState:
 
     def now(self) -> datetime:
         return datetime.now(timezone.utc)
+
+    def reset(self) -> None:
+        """Forget objects (buckets stay), jobs, stats and faults."""
+        self.store.clear()
+        self.stats.reset()
+        self.faults.reset()
+        reset = getattr(self.jobs, "reset", None)
+        if callable(reset):
+            reset()
 
     def full_bucket(self, name: str) -> str:
         """``name`` with ``-<appid>`` appended unless already suffixed with an APPID."""

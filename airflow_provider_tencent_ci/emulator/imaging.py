@@ -59,9 +59,9 @@ def decode_image(data: bytes) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = Image.open(io.BytesIO(data))
-            img.load()
-            img = ImageOps.exif_transpose(img) or img
+            opened = Image.open(io.BytesIO(data))
+            opened.load()
+            img: Image.Image = ImageOps.exif_transpose(opened) or opened
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageDecodeError(f"cannot decode image: {exc}") from None
     return img
@@ -114,13 +114,15 @@ def subject_mask(img: Image.Image) -> Image.Image:
     w, h = img.size
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         alpha = img.convert("RGBA").getchannel("A")
-        lo, hi = alpha.getextrema()  # type: ignore[misc]
-        if hi - lo > 32:
+        lo, hi = alpha.getextrema()
+        if int(hi) - int(lo) > 32:  # type: ignore[arg-type]
             # The input already carries a cut-out: keep it (matting an already matted image changes nothing).
             return alpha
     rgb = img.convert("RGB")
     scale = min(1.0, _MASK_WORK_SIDE / max(w, h))
-    work = rgb if scale >= 1.0 else rgb.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+    work = rgb
+    if scale < 1.0:
+        work = rgb.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
     border = _border_pixels(work)
     bg = (
         _median([p[0] for p in border]),
@@ -149,7 +151,7 @@ def subject_mask(img: Image.Image) -> Image.Image:
         mask = mask.filter(ImageFilter.MedianFilter(3))  # drop isolated specks
     mask = mask.filter(ImageFilter.GaussianBlur(1.0))  # soft edge
     if mask.size != (w, h):
-        mask = mask.resize((w, h), Image.BILINEAR)
+        mask = mask.resize((w, h), Image.Resampling.BILINEAR)
     return mask
 
 
@@ -268,8 +270,8 @@ def _part_mask(subject: Image.Image, box: tuple[int, int, int, int], part: str) 
     region = (
         x0 + int(fx0 * bw),
         y0 + int(fy0 * bh),
-        max(x0 + int(fx0 * bw) + 1, x0 + int(round(fx1 * bw))),
-        max(y0 + int(fy0 * bh) + 1, y0 + int(round(fy1 * bh))),
+        max(x0 + int(fx0 * bw) + 1, x0 + round(fx1 * bw)),
+        max(y0 + int(fy0 * bh) + 1, y0 + round(fy1 * bh)),
     )
     window = Image.new("L", subject.size, 0)
     window.paste(255, region)

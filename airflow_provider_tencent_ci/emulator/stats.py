@@ -45,7 +45,8 @@ class Stats:
             self._codes.clear()
 
     def snapshot(self) -> dict[str, Any]:
-        """JSON-ready: ``{"total", "operations": {op: {"ok", "error", "buckets": {b: n}}}, "errors": {op: {code: n}}}``."""
+        """JSON-ready: ``{"total", "operations": {op: {"ok", "error", "buckets": {b: n}}},
+        "errors": {op: {code: n}}}``."""
         with self._lock:
             ops: dict[str, dict[str, Any]] = {}
             total = 0

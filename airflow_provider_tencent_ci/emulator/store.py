@@ -11,6 +11,7 @@ leaves a half-written object. Everything is also kept in memory; the directory i
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import json
 import os
@@ -174,10 +175,8 @@ class ObjectStore:
             if self.root is not None:
                 base = self.root / bucket / _fname(key)
                 for suffix in (".json", ".bin"):
-                    try:
+                    with contextlib.suppress(FileNotFoundError):
                         os.unlink(f"{base}{suffix}")
-                    except FileNotFoundError:
-                        pass
             return True
 
     def list(

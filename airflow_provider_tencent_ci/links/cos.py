@@ -79,3 +79,23 @@ def common_folder(keys: list[str]) -> str:
             break
         shared.append(parts[0])
     return "/".join(shared) + "/" if shared else ""
+
+
+class CIJobLink(TencentConsoleLink):
+    """The CI console's job page of the bucket, filtered on the task's job id.
+
+    (Added by the SegmentVideoBody helper.) The console has no documented deep link to one job; the bucket's job
+    management page with the job id in the query is the closest stable URL.
+    """
+
+    name: ClassVar[str] = "CI Job"  # type: ignore[misc]
+    key: ClassVar[str] = "ci_job"
+
+    @classmethod
+    def format_url(cls, *, bucket: str, job_id: str, region: str | None = None, **_: Any) -> str:  # type: ignore[override]
+        query: dict[str, str] = {"bucket": bucket}
+        if region:
+            query["region"] = region
+        query["type"] = "jobmanage"
+        query["jobId"] = job_id
+        return f"{CONSOLE_BASE}/ci/bucket?{urlencode(query, quote_via=quote, safe='')}"

@@ -1,0 +1,413 @@
+"""The emulator's ASGI application: host routing, signature checks, faults, accounting, dispatch.
+
+Clients reach the emulator through an HTTP proxy setting, so requests arrive in absolute form
+(``GET http://bucket-1250000000.cos.ap-guangzhou.myqcloud.com/key HTTP/1.1``). uvicorn's h11 protocol then puts the
+absolute URL in ``path``/``raw_path`` while httptools puts only the path: both are normalised here from
+``raw_path``, and the host comes from the Host header (falling back to the URL's authority).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import unquote, unquote_plus
+
+from . import auth, cos
+from .core import CosError, EmulatorState, EmuRequest, EmuResponse, TcApiError
+from .xmlutil import http_date, to_xml
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[EmulatorState, EmuRequest], Awaitable[EmuResponse]]
+Scope = dict[str, Any]
+
+_BUCKET_HOST = re.compile(r"^(?P<bucket>[a-z0-9-]+-\d+)\.(?P<svc>cos|ci)\.(?P<region>[a-z0-9-]+)\.myqcloud\.com$")
+_SERVICE_HOST = "service.cos.myqcloud.com"
+BDA_SERVICE = "bda"
+BDA_ACTIONS = {"SegmentCustomizedPortraitPic"}
+INSPECT_PREFIX = "/_emulator/"
+
+
+class _Unimplemented(Exception):
+    pass
+
+
+def _h2(module: str, func: str) -> Handler:
+    """Resolve a service handler from a sibling module lazily (built in parallel; absent -> 501)."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(f".{module}", __package__)
+    except ImportError as exc:
+        raise _Unimplemented(f"{module}: {exc}") from None
+    fn = getattr(mod, func, None)
+    if fn is None:
+        raise _Unimplemented(f"{module}.{func} is missing")
+    return fn  # type: ignore[no-any-return]
+
+
+def split_target(raw_path: bytes) -> tuple[str | None, bytes]:
+    """(authority or None, origin-form path) from a request target that may be absolute-form."""
+    lower = raw_path[:8].lower()
+    if lower.startswith(b"http://") or lower.startswith(b"https://"):
+        rest = raw_path.split(b"://", 1)[1]
+        authority, slash, path = rest.partition(b"/")
+        return authority.decode("latin-1"), b"/" + path if slash else b"/"
+    return None, raw_path or b"/"
+
+
+def parse_query(qs: str) -> dict[str, str]:
+    """Decoded query; ``a`` alone maps to "" (flag params like ``image_process``, ``cancel``)."""
+    out: dict[str, str] = {}
+    for part in qs.split("&"):
+        if not part:
+            continue
+        k, _, v = part.partition("=")
+        out[unquote_plus(k)] = unquote_plus(v)
+    return out
+
+
+def classify(service: str, method: str, key: str, query: dict[str, str], headers: dict[str, str]) -> str:
+    """The operation name used for accounting, faults and dispatch."""
+    if service == "service":
+        return "ListBuckets" if method == "GET" and key == "" else "Unknown"
+    if service == "bda":
+        return headers.get("x-tc-action", "Unknown")
+    if service == "ci":
+        parts = key.split("/")
+        if parts[0] == "jobs":
+            if method == "POST" and len(parts) == 1:
+                return "CreateJob"
+            if method == "GET" and (len(parts) == 1 or parts[1] == ""):
+                return "ListJobs"
+            if method == "GET" and len(parts) == 2:
+                return "DescribeJobs"
+            if method == "PUT" and len(parts) == 2 and "cancel" in query:
+                return "CancelJob"
+        return "Unknown"
+    # cos
+    if method == "GET" and "ci-process" in query:
+        return "CIProcess"
+    if method == "PUT" and "pic-operations" in headers:
+        return "PicOperationsUpload"
+    if method == "POST" and "image_process" in query:
+        return "ImageProcess"
+    if key == "":
+        return {"GET": "ListObjects", "HEAD": "HeadBucket"}.get(method, "Unknown")
+    if method == "PUT":
+        return "CopyObject" if "x-cos-copy-source" in headers else "PutObject"
+    return {"GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(method, "Unknown")
+
+
+def handler_for(operation: str) -> Handler:
+    table: dict[str, Callable[[], Handler]] = {
+        "ListBuckets": lambda: cos.list_buckets,
+        "ListObjects": lambda: cos.list_objects,
+        "HeadBucket": lambda: cos.head_bucket,
+        "PutObject": lambda: cos.put_object,
+        "CopyObject": lambda: cos.copy_object,
+        "GetObject": lambda: cos.get_object,
+        "HeadObject": lambda: cos.head_object,
+        "DeleteObject": lambda: cos.delete_object,
+        "CIProcess": lambda: _h2("ci_image", "handle_ci_process"),
+        "PicOperationsUpload": lambda: _h2("ci_image", "handle_pic_upload"),
+        "ImageProcess": lambda: _h2("ci_image", "handle_image_process"),
+        "CreateJob": lambda: _h2("jobs", "handle_create"),
+        "DescribeJobs": lambda: _h2("jobs", "handle_describe"),
+        "ListJobs": lambda: _h2("jobs", "handle_list"),
+        "CancelJob": lambda: _h2("jobs", "handle_cancel"),
+        "SegmentCustomizedPortraitPic": lambda: _h2("bda", "handle_segment"),
+    }
+    return table[operation]()
+
+
+class EmulatorApp:
+    """ASGI 3 application over one :class:`EmulatorState`."""
+
+    def __init__(self, state: EmulatorState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        await self._http(scope, receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    await self.state.jobs.start()
+                except Exception as exc:  # surfaced to Emulator.start() through uvicorn
+                    log.exception("job engine failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                try:
+                    await self.state.jobs.stop()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- HTTP ------------------------------------------------------------------------------------------------
+    async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
+        state = self.state
+        raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+        authority, origin_path = split_target(raw_path)
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            n = name.decode("latin-1").lower()
+            v = value.decode("utf-8", "surrogateescape")
+            headers[n] = f"{headers[n]},{v}" if n in headers else v
+        host_hdr = headers.get("host") or authority or ""
+        host = host_hdr.rsplit(":", 1)[0].lower() if not host_hdr.startswith("[") else host_hdr.lower()
+        path = unquote(origin_path.decode("latin-1"), encoding="utf-8", errors="surrogateescape")
+        raw_query = scope.get("query_string", b"").decode("latin-1")
+        query = parse_query(raw_query)
+        method = scope["method"].upper()
+        body = await _read_body(receive)
+        request_id = state.new_request_id()
+
+        if path.startswith(INSPECT_PREFIX):
+            await self._inspect(method, path, send)
+            return
+
+        m = _BUCKET_HOST.match(host)
+        bucket: str | None = None
+        region: str | None = None
+        if m:
+            service, bucket, region = m.group("svc"), m.group("bucket"), m.group("region")
+        elif host == _SERVICE_HOST:
+            service = "service"
+        elif host in state.bda_hosts or "x-tc-action" in headers:
+            service = "bda"
+        else:
+            service = "cos"
+        req = EmuRequest(
+            method=method,
+            host=host,
+            service=service,
+            bucket=bucket,
+            region=region,
+            path=path,
+            key=path[1:],
+            query=query,
+            headers=headers,
+            body=body,
+            secret_id=None,
+            request_id=request_id,
+        )
+        operation = classify(service, method, req.key, query, headers)
+        try:
+            resp = await self._process(req, operation, host_hdr, raw_query, receive)
+        except _Reset:
+            state.stats.record(operation, bucket, False, "ConnectionReset")
+            _abort(receive)
+            return
+        except CosError as err:
+            state.stats.record(operation, bucket, False, err.code)
+            resp = self._cos_error(req, err)
+        except TcApiError as err:
+            state.stats.record(operation, bucket, False, err.code)
+            resp = _tc_error(req, err)
+        except Exception:
+            log.exception("emulator handler %s failed", operation)
+            if service == "bda":
+                err2: Exception = TcApiError("InternalError", "An internal error occurred.")
+                state.stats.record(operation, bucket, False, "InternalError")
+                resp = _tc_error(req, err2)  # type: ignore[arg-type]
+            else:
+                err3 = CosError(500, "InternalError", "We encountered an internal error. Please try again.")
+                state.stats.record(operation, bucket, False, "InternalError")
+                resp = self._cos_error(req, err3)
+        else:
+            state.stats.record(operation, bucket, resp.status < 400)
+        await self._send(req, resp, send)
+
+    async def _process(
+        self, req: EmuRequest, operation: str, host_hdr: str, raw_query: str, receive: Any
+    ) -> EmuResponse:
+        state = self.state
+        decision = state.faults.decide(operation)
+        if decision.latency > 0:
+            await asyncio.sleep(decision.latency)
+        if decision.kind is not None:
+            _raise_fault(decision.kind, req.service)
+
+        if req.service == "bda":
+            cred = auth.verify_tc3(
+                state.credentials,
+                method=req.method,
+                path=req.path,
+                raw_query=raw_query,
+                headers=req.headers,
+                body=req.body,
+                service=BDA_SERVICE,
+            )
+            req.secret_id = cred.secret_id
+            if operation not in BDA_ACTIONS:
+                raise TcApiError("InvalidAction", f"The requested action {operation!r} does not exist.")
+        else:
+            if req.service in ("cos", "ci"):
+                if req.bucket is None:
+                    raise CosError(400, "InvalidURI", f"Host {req.host!r} is not a COS or CI bucket endpoint.")
+                if not state.store.has_bucket(req.bucket):
+                    raise CosError(404, "NoSuchBucket", "The specified bucket does not exist.")
+            cred = auth.verify_cos(
+                state.credentials,
+                method=req.method,
+                path=req.path,
+                query=req.query,
+                headers=req.headers,
+                token_header="x-ci-security-token" if req.service == "ci" else "x-cos-security-token",
+                max_skew=state.max_skew_seconds,
+            )
+            req.secret_id = cred.secret_id
+            if operation == "Unknown":
+                raise CosError(405, "MethodNotAllowed", "The specified method is not allowed against this resource.")
+        try:
+            handler = handler_for(operation)
+        except _Unimplemented as exc:
+            if req.service == "bda":
+                raise TcApiError("UnsupportedOperation", f"Not implemented in the emulator: {exc}") from None
+            raise CosError(501, "NotImplemented", f"Not implemented in the emulator: {exc}") from None
+        return await handler(state, req)
+
+    # -- replies ---------------------------------------------------------------------------------------------
+    def _cos_error(self, req: EmuRequest, err: CosError) -> EmuResponse:
+        body = to_xml(
+            "Error",
+            {
+                "Code": err.code,
+                "Message": err.message,
+                "Resource": f"{req.host}{req.path}",
+                "RequestId": req.request_id,
+                "TraceId": req.request_id,
+            },
+        )
+        return EmuResponse(err.status, body, {}, content_type="application/xml")
+
+    async def _send(self, req: EmuRequest, resp: EmuResponse, send: Any) -> None:
+        hdrs: dict[str, str] = {}
+        if resp.content_type:
+            hdrs["Content-Type"] = resp.content_type
+        hdrs.update(resp.headers)
+        if req.service == "bda":
+            hdrs.setdefault("X-TC-RequestId", req.request_id)
+        else:
+            hdrs["Server"] = "tencent-ci" if req.service == "ci" else "tencent-cos"
+            hdrs["x-ci-request-id" if req.service == "ci" else "x-cos-request-id"] = req.request_id
+        hdrs["Date"] = http_date(self.state.now())
+        body = resp.body
+        if req.method == "HEAD":
+            hdrs.setdefault("Content-Length", str(len(body)))
+            body = b""
+        elif resp.status in (204, 304):
+            body = b""
+            hdrs.pop("Content-Length", None)
+        else:
+            hdrs["Content-Length"] = str(len(body))
+        # Header names keep their case (the SDK turns headers into a plain dict: callers read resp["ETag"]);
+        # a later name overrides an earlier one that differs only in case.
+        unique: dict[str, tuple[str, str]] = {}
+        for k, v in hdrs.items():
+            unique[k.lower()] = (k, str(v))
+        raw = [(k.encode("latin-1"), v.encode("utf-8")) for k, v in unique.values()]
+        await send({"type": "http.response.start", "status": resp.status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _inspect(self, method: str, path: str, send: Any) -> None:
+        name = path[len(INSPECT_PREFIX) :].strip("/")
+        status, payload = 200, None
+        if name == "stats" and method == "GET":
+            payload = self.state.stats.snapshot()
+        elif name == "jobs" and method == "GET":
+            payload = {"jobs": jobs_snapshot(self.state)}
+        elif name == "reset" and method == "POST":
+            self.state.reset()
+            payload = {"reset": True}
+        elif name == "health" and method == "GET":
+            payload = {"ok": True, "time": time.time()}
+        else:
+            status, payload = 404, {"error": f"unknown inspection endpoint {method} {path}"}
+        body = json.dumps(payload, default=str).encode("utf-8")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def jobs_snapshot(state: EmulatorState) -> list[Any]:
+    """Job records from the job engine, whatever shape it offers (list of dicts preferred)."""
+    engine = state.jobs
+    for attr in ("snapshot", "list_records", "records"):
+        fn = getattr(engine, attr, None)
+        if callable(fn):
+            return list(fn())
+    jobs = getattr(engine, "jobs", None)
+    if isinstance(jobs, dict):
+        return list(jobs.values())
+    if isinstance(jobs, list):
+        return jobs
+    return []
+
+
+def _tc_error(req: EmuRequest, err: TcApiError) -> EmuResponse:
+    body = json.dumps(
+        {"Response": {"Error": {"Code": err.code, "Message": err.message}, "RequestId": req.request_id}}
+    ).encode("utf-8")
+    return EmuResponse(200, body, {}, content_type="application/json")
+
+
+class _Reset(Exception):
+    pass
+
+
+def _raise_fault(kind: str, service: str) -> None:
+    if kind == "reset":
+        raise _Reset()
+    if service == "bda":
+        if kind == "throttle":
+            raise TcApiError("RequestLimitExceeded", "Your request frequency has reached the limit.")
+        raise TcApiError("InternalError", "An internal error occurred. (emulated fault)")
+    if kind == "throttle":
+        raise CosError(503, "SlowDown", "Please reduce your request rate. (emulated fault)")
+    raise CosError(500, "InternalError", "We encountered an internal error. Please try again. (emulated fault)")
+
+
+def _abort(receive: Any) -> None:
+    """Close the client connection without any answer. uvicorn's receive callable is a bound method of the
+    request cycle, which holds the transport; marking the cycle disconnected stops uvicorn sending its 500."""
+    cycle = getattr(receive, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is None:
+        raise RuntimeError("emulated connection reset")  # no transport: uvicorn answers 500, close enough
+    transport.abort()
+    with contextlib.suppress(AttributeError):
+        cycle.disconnected = True
+
+
+async def _read_body(receive: Any) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            break
+        chunks.append(msg.get("body", b""))
+        if not msg.get("more_body", False):
+            break
+    return b"".join(chunks)

@@ -1,0 +1,230 @@
+"""COS object and bucket operations (the plain storage part of the emulator)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from urllib.parse import quote, unquote
+
+from .core import CosError, EmulatorState, EmuRequest, EmuResponse
+from .store import ObjectRecord
+from .xmlutil import http_date, iso8601, to_xml
+
+_COS_HOST = re.compile(r"^(?P<bucket>[a-z0-9-]+-\d+)\.cos\.(?P<region>[a-z0-9-]+)\.myqcloud\.com$")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def object_headers(rec: ObjectRecord) -> dict[str, str]:
+    headers = {
+        "ETag": rec.etag,
+        "Last-Modified": http_date(rec.last_modified),
+        "Accept-Ranges": "bytes",
+    }
+    for k, v in rec.metadata.items():
+        headers[f"x-cos-meta-{k}"] = v
+    return headers
+
+
+def _require(state: EmulatorState, bucket: str, key: str) -> ObjectRecord:
+    rec = state.store.get(bucket, key)
+    if rec is None:
+        raise CosError(404, "NoSuchKey", "The specified key does not exist.")
+    return rec
+
+
+def _user_metadata(headers: dict[str, str]) -> dict[str, str]:
+    return {k[len("x-cos-meta-") :]: v for k, v in headers.items() if k.startswith("x-cos-meta-")}
+
+
+async def put_object(state: EmulatorState, req: EmuRequest) -> EmuResponse:
+    assert req.bucket is not None
+    if not req.key:
+        raise CosError(400, "InvalidURI", "The object key must not be empty.")
+    md5 = req.headers.get("content-md5")
+    if md5 is not None:
+        try:
+            given = base64.b64decode(md5, validate=True)
+        except ValueError:
+            raise CosError(400, "InvalidDigest", "The Content-MD5 you specified is not valid.") from None
+        if given != hashlib.md5(req.body).digest():
+            raise CosError(400, "BadDigest", "The Content-MD5 you specified did not match what was received.")
+    rec = state.store.put(req.bucket, req.key, req.body, req.headers.get("content-type"), _user_metadata(req.headers))
+    return EmuResponse(200, b"", {"ETag": rec.etag}, content_type="")
+
+
+def _parse_range(value: str, size: int) -> tuple[int, int] | None:
+    """Inclusive (start, end), or None to serve the whole object (an unparseable header is ignored, as HTTP says)."""
+    m = _RANGE.match(value.strip())
+    if not m:
+        return None
+    first, last = m.group(1), m.group(2)
+    if first == "" and last == "":
+        return None
+    if first == "":
+        n = int(last)
+        if n == 0:
+            raise CosError(416, "InvalidRange", "The requested range is not satisfiable.")
+        return max(0, size - n), size - 1
+    start = int(first)
+    end = size - 1 if last == "" else min(int(last), size - 1)
+    if start >= size or (last != "" and int(last) < start):
+        raise CosError(416, "InvalidRange", "The requested range is not satisfiable.")
+    return start, end
+
+
+async def get_object(state: EmulatorState, req: EmuRequest) -> EmuResponse:
+    assert req.bucket is not None
+    rec = _require(state, req.bucket, req.key)
+    headers = object_headers(rec)
+    content_type = req.query.get("response-content-type") or rec.content_type
+    for q, h in (
+        ("response-content-disposition", "Content-Disposition"),
+        ("response-cache-control", "Cache-Control"),
+        ("response-content-encoding", "Content-Encoding"),
+    ):
+        if q in req.query:
+            headers[h] = req.query[q]
+    rng = req.headers.get("range")
+    if rng:
+        span = _parse_range(rng, rec.size)
+        if span is not None:
+            start, end = span
+            headers["Content-Range"] = f"bytes {start}-{end}/{rec.size}"
+            return EmuResponse(206, rec.data[start : end + 1], headers, content_type=content_type)
+    return EmuResponse(200, rec.data, headers, content_type=content_type)
+
+
+async def head_object(state: EmulatorState, req: EmuRequest) -> EmuResponse:
+    assert req.bucket is not None
+    rec = _require(state, req.bucket, req.key)
+    headers = object_headers(rec)
+    headers["Content-Length"] = str(rec.size)
+    return EmuResponse(200, b"", headers, content_type=rec.content_type)
+
+
+async def head_bucket(state: EmulatorState, req: EmuRequest) -> EmuResponse:
+    return EmuResponse(200, b"", {}, content_type="")
+
+
+async def delete_object(state: EmulatorState, req: EmuRequest) -> EmuResponse:
+    assert req.bucket is not None
+    state.store.delete(req.bucket, req.key)  # deleting a missing key succeeds, as in COS
+    return EmuResponse(204, b"", {}, content_type="")
+
+
+def _parse_copy_source(value: str) -> tuple[str, str]:
+    src = unquote(value.strip())
+    src = re.sub(r"^https?://", "", src)
+    host, _, key = src.partition("/")
+    key = key.split("?versionId=", 1)[0]
+    m = _COS_HOST.match(host.lower())
+    if not m or not key:
+        raise CosError(400, "InvalidArgument", "x-cos-copy-source is invalid.")
+    return m.group("bucket"), key
+
+
+async def copy_object(state: EmulatorState, req: EmuRequest) -> EmuResponse:
+    assert req.bucket is not None
+    src_bucket, src_key = _parse_copy_source(req.headers["x-cos-copy-source"])
+    if not state.store.has_bucket(src_bucket):
+        raise CosError(404, "NoSuchBucket", "The specified bucket does not exist.")
+    src = _require(state, src_bucket, src_key)
+    directive = req.headers.get("x-cos-metadata-directive", "Copy")
+    if directive not in ("Copy", "Replaced"):
+        raise CosError(400, "InvalidArgument", "x-cos-metadata-directive must be Copy or Replaced.")
+    if directive == "Copy":
+        if src_bucket == req.bucket and src_key == req.key:
+            raise CosError(
+                400,
+                "InvalidRequest",
+                "This copy request is illegal because it is trying to copy an object to itself "
+                "without changing the object's metadata.",
+            )
+        content_type, metadata = src.content_type, dict(src.metadata)
+    else:
+        content_type = req.headers.get("content-type", src.content_type)
+        metadata = _user_metadata(req.headers)
+    rec = state.store.put(req.bucket, req.key, src.data, content_type, metadata)
+    body = to_xml(
+        "CopyObjectResult",
+        {"ETag": rec.etag, "CRC64": str(crc64(rec.data)), "LastModified": iso8601(rec.last_modified)},
+    )
+    return EmuResponse(200, body, {}, content_type="application/xml")
+
+
+def crc64(data: bytes) -> int:
+    """CRC-64/XZ (ECMA-182, reflected), the x-cos-hash-crc64ecma value."""
+    import crcmod  # a dependency of cos-python-sdk-v5
+
+    fn = crcmod.mkCrcFun(0x142F0E1EBA9EA3693, initCrc=0, xorOut=0xFFFFFFFFFFFFFFFF, rev=True)
+    return int(fn(data))
+
+
+async def list_objects(state: EmulatorState, req: EmuRequest) -> EmuResponse:
+    assert req.bucket is not None
+    q = req.query
+    try:
+        max_keys = int(q.get("max-keys", "1000"))
+    except ValueError:
+        raise CosError(400, "InvalidArgument", "max-keys must be an integer.") from None
+    if not 0 <= max_keys <= 1000:
+        raise CosError(400, "InvalidArgument", "max-keys must be between 0 and 1000.")
+    encoding = q.get("encoding-type", "")
+    if encoding not in ("", "url"):
+        raise CosError(400, "InvalidArgument", "encoding-type must be url.")
+    prefix, delimiter, marker = q.get("prefix", ""), q.get("delimiter", ""), q.get("marker", "")
+    res = state.store.list(req.bucket, prefix, delimiter, marker, max_keys)
+
+    def enc(s: str) -> str:
+        return quote(s, safe="/") if encoding == "url" else s
+
+    body: dict[str, object] = {
+        "Name": req.bucket,
+        "EncodingType": encoding or None,
+        "Prefix": enc(prefix),
+        "Marker": enc(marker),
+        "MaxKeys": max_keys,
+        "Delimiter": enc(delimiter) if delimiter else None,
+        "IsTruncated": res.is_truncated,
+    }
+    if not encoding:
+        del body["EncodingType"]
+    if not delimiter:
+        del body["Delimiter"]
+    if res.is_truncated:
+        body["NextMarker"] = enc(res.next_marker)
+    body["CommonPrefixes"] = [{"Prefix": enc(p)} for p in res.common_prefixes]
+    body["Contents"] = [
+        {
+            "Key": enc(r.key),
+            "LastModified": iso8601(r.last_modified),
+            "ETag": r.etag,
+            "Size": r.size,
+            "Owner": {"ID": state.appid, "DisplayName": state.appid},
+            "StorageClass": "STANDARD",
+        }
+        for r in res.contents
+    ]
+    return EmuResponse(200, to_xml("ListBucketResult", body), {}, content_type="application/xml")
+
+
+async def list_buckets(state: EmulatorState, req: EmuRequest) -> EmuResponse:
+    now = iso8601(state.now())
+    buckets = []
+    for b in state.store.buckets():
+        m = re.match(r"^(.*)-(\d+)$", b)
+        buckets.append(
+            {
+                "Name": b,
+                "Location": state.default_region,
+                "CreationDate": now,
+                "BucketType": "cos",
+            }
+        )
+        del m
+    body = {
+        "Owner": {"ID": f"qcs::cam::uin/{state.appid}:uin/{state.appid}", "DisplayName": state.appid},
+        "Buckets": {"Bucket": buckets},
+    }
+    return EmuResponse(200, to_xml("ListAllMyBucketsResult", body), {}, content_type="application/xml")

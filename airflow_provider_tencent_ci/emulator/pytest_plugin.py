@@ -1,0 +1,47 @@
+"""pytest plugin (entry point ``pytest11``): a session-wide emulator and a per-test connection to it.
+
+Importing this module is cheap: the emulator itself is imported when a fixture is first used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from .server import Emulator
+
+
+@pytest.fixture(scope="session")
+def tencent_emulator() -> Iterator[Emulator]:
+    """One emulator for the whole session (in memory, default credentials, bucket ``examplebucket-1250000000``)."""
+    from .server import Emulator
+
+    emu = Emulator().start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+@pytest.fixture
+def tencent_conn(tencent_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    """Reset the emulator, export ``AIRFLOW_CONN_TENCENTCLOUD_DEFAULT`` pointing at it, keep loopback off proxies."""
+    tencent_emulator.reset()
+    name, value = tencent_emulator.airflow_conn_env("tencentcloud_default")
+    monkeypatch.setenv(name, value)
+    for var in ("NO_PROXY", "no_proxy"):
+        current = [p for p in (tencent_emulator_env(var)).split(",") if p]
+        for host in ("127.0.0.1", "localhost"):
+            if host not in current:
+                current.append(host)
+        monkeypatch.setenv(var, ",".join(current))
+    return tencent_emulator
+
+
+def tencent_emulator_env(var: str) -> str:
+    import os
+
+    return os.environ.get(var, "")

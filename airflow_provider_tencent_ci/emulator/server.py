@@ -1,0 +1,350 @@
+"""``Emulator``: the emulator as a Python object, serving on a background thread (uvicorn on its own loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from .core import (
+    DEFAULT_APPID,
+    DEFAULT_REGION,
+    DEFAULT_SECRET_ID,
+    DEFAULT_SECRET_KEY,
+    STS_SECRET_ID,
+    Credential,
+    EmulatorState,
+)
+from .faults import FaultConfig
+from .store import ObjectRecord
+
+
+class Emulator:
+    """A local Tencent COS/CI/BDA endpoint. Reach it through ``proxy=self.url`` while keeping real host names.
+
+    Every method is safe to call from any thread; state changes that touch the job engine run on the server loop.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        data_dir: str | Path | None = None,
+        credentials: Iterable[Credential | tuple[str, str] | tuple[str, str, str | None]] | None = None,
+        faults: FaultConfig | None = None,
+        appid: str = DEFAULT_APPID,
+        region: str = DEFAULT_REGION,
+        buckets: Iterable[str] = ("examplebucket",),
+        log_level: str = "warning",
+    ) -> None:
+        creds: list[Credential] | None = None
+        if credentials is not None:
+            creds = [c if isinstance(c, Credential) else Credential(*c) for c in credentials]
+        self.host = host
+        self._requested_port = port
+        self.log_level = log_level
+        self.state = EmulatorState(
+            appid=appid, default_region=region, data_dir=data_dir, credentials=creds, faults=faults
+        )
+        self.initial_buckets = [self.state.full_bucket(b) for b in buckets]
+        for b in self.initial_buckets:
+            self.state.store.create_bucket(b)
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sock: socket.socket | None = None
+        self._error: BaseException | None = None
+        self.port: int = port
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def start(self, timeout: float = 30.0) -> Emulator:
+        """Bind, start serving on a background thread, and return once requests are accepted."""
+        if self._thread is not None:
+            return self
+        import uvicorn
+
+        from .app import EmulatorApp
+
+        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and without it
+        # every response (headers and body are two writes) stalls 40 ms on Nagle + delayed ACK.
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self._requested_port))
+        sock.listen(4096)  # benchmarks open thousands of concurrent connections
+        sock.setblocking(False)
+        self._sock = sock
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            EmulatorApp(self.state),
+            # h11, not httptools: uvicorn's httptools protocol lower-cases response header names, and the COS SDK
+            # hands headers to callers as a case-sensitive dict (resp["ETag"], resp["Content-Range"]).
+            http="h11",
+            lifespan="on",
+            log_level=self.log_level,
+            access_log=False,
+            server_header=False,
+            date_header=False,
+            backlog=4096,
+            timeout_keep_alive=30,
+        )
+        server = uvicorn.Server(config)
+        self._server = server
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._serve(server, sock, ready))
+            except BaseException as exc:  # reported by start()
+                self._error = exc
+            finally:
+                ready.set()
+                try:
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                finally:
+                    loop.close()
+
+        self._thread = threading.Thread(target=run, name=f"tencent-emulator-{self.port}", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout) or not server.started:
+            self.stop()
+            raise RuntimeError(f"Tencent CI emulator failed to start on {self.host}:{self.port}: {self._error!r}")
+        return self
+
+    async def _serve(self, server: Any, sock: socket.socket, ready: threading.Event) -> None:
+        task = asyncio.ensure_future(server.serve(sockets=[sock]))
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)
+        ready.set()
+        await task
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._thread = None
+        self._server = None
+        self._loop = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call ``fn`` on the server loop (awaiting it if it returns an awaitable) and return its result."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            result = fn(*args, **kwargs)
+            if inspect.isawaitable(result):
+
+                async def wait() -> Any:
+                    return await result
+
+                result = asyncio.run(wait())
+            return result
+        if threading.current_thread() is self._thread:
+            return fn(*args, **kwargs)
+
+        async def runner() -> Any:
+            result = fn(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+
+        return asyncio.run_coroutine_threadsafe(runner(), loop).result(timeout=60)
+
+    # -- addresses and connections ---------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def appid(self) -> str:
+        return self.state.appid
+
+    @property
+    def region(self) -> str:
+        return self.state.default_region
+
+    @property
+    def secret_id(self) -> str:
+        return DEFAULT_SECRET_ID
+
+    @property
+    def secret_key(self) -> str:
+        return DEFAULT_SECRET_KEY
+
+    def credential(self, sts: bool = False) -> Credential:
+        """The default plain credential, or the STS one (its token is required on every request)."""
+        wanted = STS_SECRET_ID if sts else DEFAULT_SECRET_ID
+        cred = self.state.credentials.get(wanted)
+        if cred is None:  # custom credentials: first plain / first STS one
+            cred = next((c for c in self.state.credentials.values() if (c.token is not None) == sts), None)
+        if cred is None:
+            raise LookupError(f"the emulator has no {'STS' if sts else 'plain'} credential")
+        return cred
+
+    def add_credential(self, secret_id: str, secret_key: str, token: str | None = None) -> None:
+        self.state.credentials[secret_id] = Credential(secret_id, secret_key, token)
+
+    def connection_extras(self, sts: bool = False) -> dict[str, Any]:
+        extras: dict[str, Any] = {
+            "region": self.region,
+            "appid": self.appid,
+            "scheme": "http",
+            "proxy": self.url,
+        }
+        if sts:
+            extras["token"] = self.credential(sts=True).token
+        return extras
+
+    def connection_uri(self, sts: bool = False) -> str:
+        cred = self.credential(sts)
+        query = urlencode(self.connection_extras(sts))
+        return f"tencentcloud://{quote(cred.secret_id, safe='')}:{quote(cred.secret_key, safe='')}@/?{query}"
+
+    def airflow_conn_env(self, conn_id: str = "tencentcloud_default", sts: bool = False) -> tuple[str, str]:
+        cred = self.credential(sts)
+        value = {
+            "conn_type": "tencentcloud",
+            "login": cred.secret_id,
+            "password": cred.secret_key,
+            "extra": self.connection_extras(sts),
+        }
+        return f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(value)
+
+    def cos_client(self, sts: bool = False, **config: Any) -> Any:
+        """A qcloud_cos ``CosS3Client`` wired to this emulator (``config`` overrides CosConfig arguments)."""
+        from qcloud_cos import CosConfig, CosS3Client
+
+        cred = self.credential(sts)
+        kwargs: dict[str, Any] = {
+            "Region": self.region,
+            "SecretId": cred.secret_id,
+            "SecretKey": cred.secret_key,
+            "Token": cred.token,
+            "Scheme": "http",
+            "Proxies": {"http": self.url, "https": self.url},
+        }
+        kwargs.update(config)
+        retry = kwargs.pop("retry", 0)
+        return CosS3Client(CosConfig(**kwargs), retry=retry)
+
+    def bda_client(self, sts: bool = False, region: str | None = None) -> Any:
+        """A tencentcloud ``BdaClient`` wired to this emulator through its proxy setting."""
+        from tencentcloud.bda.v20200324.bda_client import BdaClient
+        from tencentcloud.common.credential import Credential as TcCredential
+        from tencentcloud.common.profile.client_profile import ClientProfile
+        from tencentcloud.common.profile.http_profile import HttpProfile
+
+        cred = self.credential(sts)
+        profile = ClientProfile(httpProfile=HttpProfile(protocol="http", proxy=self.url))
+        return BdaClient(TcCredential(cred.secret_id, cred.secret_key, cred.token), region or self.region, profile)
+
+    # -- data ------------------------------------------------------------------------------------------------
+    @property
+    def stats(self) -> Any:
+        return self.state.stats
+
+    @property
+    def store(self) -> Any:
+        return self.state.store
+
+    def bucket_name(self, bucket: str) -> str:
+        return self.state.full_bucket(bucket)
+
+    def create_bucket(self, bucket: str) -> str:
+        """Create a bucket (``-<appid>`` appended when missing); returns the full name."""
+        full = self.state.full_bucket(bucket)
+        self.state.store.create_bucket(full)
+        return full
+
+    def put_object(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectRecord:
+        return self.state.store.put(self.state.full_bucket(bucket), key, data, content_type, metadata)
+
+    def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
+        return self.state.store.get(self.state.full_bucket(bucket), key)
+
+    def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
+        full = self.state.full_bucket(bucket)
+        keys: list[str] = []
+        marker = ""
+        while True:
+            res = self.state.store.list(full, prefix=prefix, marker=marker, max_keys=1000)
+            keys.extend(r.key for r in res.contents)
+            if not res.is_truncated:
+                return keys
+            marker = res.next_marker
+
+    def reset(self) -> None:
+        """Forget objects (buckets stay), jobs, callbacks, stats and faults."""
+        self._run(self.state.reset)
+
+    def set_faults(self, faults: FaultConfig | dict[str, Any] | None) -> None:
+        if isinstance(faults, dict):
+            faults = FaultConfig.from_dict(faults)
+        self.state.faults.set(faults)
+
+    # -- job control (the job engine lives on the server loop) -----------------------------------------------
+    def _engine_call(self, names: tuple[str, ...], *args: Any, **kwargs: Any) -> Any:
+        engine = self.state.jobs
+        for name in names:
+            fn = getattr(engine, name, None)
+            if callable(fn):
+                return self._run(fn, *args, **kwargs)
+        raise NotImplementedError(f"the job engine has none of {names}")
+
+    def set_job_timing(self, queue_seconds: float, run_seconds: float) -> None:
+        self._engine_call(("set_job_timing", "set_timing"), queue_seconds, run_seconds)
+
+    def force_job_outcome(self, job_id: str, state: str, code: str | None = None, message: str | None = None) -> None:
+        self._engine_call(("force_job_outcome", "force_outcome"), job_id, state, code=code, message=message)
+
+    def pause_job(self, job_id: str) -> None:
+        self._engine_call(("pause_job", "pause"), job_id)
+
+    def resume_job(self, job_id: str) -> None:
+        self._engine_call(("resume_job", "resume"), job_id)
+
+    @property
+    def jobs(self) -> list[Any]:
+        from .app import jobs_snapshot
+
+        return list(self._run(jobs_snapshot, self.state))
+
+    @property
+    def callbacks_sent(self) -> list[Any]:
+        def read() -> list[Any]:
+            value = getattr(self.state.jobs, "callbacks_sent", [])
+            if callable(value):
+                value = value()
+            return list(value)
+
+        return list(self._run(read))

@@ -1,0 +1,348 @@
+"""SegmentPortraitPartsOperator: BDA SegmentCustomizedPortraitPic on one or many images.
+
+Sources: a COS object (``bucket`` + ``source_key`` / ``source_keys`` / ``source_prefix``), a local file
+(``source_path``: a file, a list, or a directory) or a public URL (``url``: one or a list; the service fetches it, so
+its limits cannot be checked locally). Images read here are checked against the documented limits before the paid
+call: PNG/JPG/JPEG/BMP (no GIF), smaller than 2000x2000, at most 5 MB once base64-encoded. With
+``auto_resize=True`` an image that is too large is downscaled (and re-encoded) to fit instead of failing.
+
+Outputs: the portrait (transparent PNG) and the mask (PNG) are written to COS keys (``portrait_output_key``,
+``mask_output_key`` in ``output_bucket``/``bucket``) or local paths (``portrait_output_path``, ``mask_output_path``;
+temp file + rename). All four are templates with the per-item placeholders ``{key}``, ``{name}``, ``{stem}``,
+``{ext}``, ``{dir}``.
+
+XCom: one document per item with the source, the outputs (bucket/key/ETag/size or path/size), ``image_rects``
+(the service's ImageRects), ``request_id``, ``resized`` and ``status``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow_provider_tencent_ci.constants import (
+    BDA_IMAGE_FORMATS,
+    BDA_MAX_BASE64_BYTES,
+    BDA_MAX_DIMENSION_EXCLUSIVE,
+    BDA_REGIONS,
+    SEGMENTATION_PARTS,
+)
+from airflow_provider_tencent_ci.exceptions import ParameterValidationError
+from airflow_provider_tencent_ci.operators import _batch
+from airflow_provider_tencent_ci.operators._batch import SourceItem, pending
+from airflow_provider_tencent_ci.operators._image_base import ImageOperatorBase
+from airflow_provider_tencent_ci.validation import check_choice
+
+_OUTPUT_KEYS = ("portrait_output_key", "mask_output_key")
+_OUTPUT_PATHS = ("portrait_output_path", "mask_output_path")
+
+
+def base64_size(n: int) -> int:
+    return 4 * ((n + 2) // 3)
+
+
+def prepare_image(param: str, source: str, data: bytes, *, auto_resize: bool) -> tuple[bytes, bool]:
+    """Check the documented input limits; with ``auto_resize`` downscale to fit. Returns (bytes, resized).
+
+    Raises ParameterValidationError naming ``param`` (the source parameter), the source and the broken rule.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    formats = "PNG, JPG/JPEG or BMP"
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise ParameterValidationError(param, source, f"must be a {formats} image (not decodable)") from None
+    if img.format == "GIF":
+        raise ParameterValidationError(param, source, f"GIF images are not supported; use {formats}")
+    if img.format not in BDA_IMAGE_FORMATS:
+        raise ParameterValidationError(param, source, f"format {img.format} is not supported; use {formats}")
+    width, height = img.size
+    limit = BDA_MAX_DIMENSION_EXCLUSIVE
+    too_big = width >= limit or height >= limit
+    too_heavy = base64_size(len(data)) > BDA_MAX_BASE64_BYTES
+    if not too_big and not too_heavy:
+        return data, False
+    if not auto_resize:
+        if too_big:
+            rule = f"is {width}x{height}; width and height must be < {limit} (or set auto_resize=True)"
+        else:
+            rule = (
+                f"is {base64_size(len(data))} bytes in base64; must be <= {BDA_MAX_BASE64_BYTES} "
+                "(or set auto_resize=True)"
+            )
+        raise ParameterValidationError(param, source, rule)
+    return _shrink(img), True
+
+
+def _shrink(img: Any) -> bytes:
+    """Downscale below the size limits, then keep shrinking by 20% until the base64 body fits."""
+    from PIL import Image
+
+    limit = BDA_MAX_DIMENSION_EXCLUSIVE - 1
+    scale = min(1.0, limit / img.width, limit / img.height)
+    has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+    while True:
+        size = (max(1, int(img.width * scale)), max(1, int(img.height * scale)))
+        resized = img.resize(size, Image.Resampling.LANCZOS) if size != img.size else img
+        buf = io.BytesIO()
+        if has_alpha:
+            resized.save(buf, format="PNG", optimize=True)
+        else:  # photos: JPEG keeps them far under the limit
+            resized.convert("RGB").save(buf, format="JPEG", quality=90)
+        out = buf.getvalue()
+        if base64_size(len(out)) <= BDA_MAX_BASE64_BYTES or size == (1, 1):
+            return out
+        scale *= 0.8
+
+
+class SegmentPortraitPartsOperator(ImageOperatorBase):
+    """Segment portrait parts (BDA ``SegmentCustomizedPortraitPic``) of one or many images.
+
+    :param parts: the parts to keep, at least one of ``constants.SEGMENTATION_PARTS`` (a list, or a
+        comma-separated string).
+    :param source_path: local source(s): a file, a list of files or a directory.
+    :param url: public image URL(s) the service downloads itself (limits not checked locally).
+    :param portrait_output_key: COS key of the portrait PNG (template); ``mask_output_key``: of the mask PNG.
+    :param portrait_output_path: local path of the portrait PNG (template); ``mask_output_path``: of the mask.
+    :param auto_resize: downscale images over the documented limits instead of failing.
+    :param bda_region: BDA region (ap-beijing, ap-guangzhou, ap-shanghai); default: the connection's region.
+
+    Shared parameters (``bucket``, ``source_key``/``source_keys``/``source_prefix``, ``modified_after``/
+    ``modified_before``, ``output_bucket``, ``if_exists``, ``max_concurrency``, ``continue_on_error``) are those of
+    :class:`~airflow_provider_tencent_ci.operators._image_base.ImageOperatorBase`.
+    """
+
+    template_fields: Sequence[str] = (
+        "parts",
+        "bucket",
+        "source_key",
+        "source_keys",
+        "source_prefix",
+        "modified_after",
+        "modified_before",
+        "source_path",
+        "url",
+        "output_bucket",
+        "portrait_output_key",
+        "mask_output_key",
+        "portrait_output_path",
+        "mask_output_path",
+        "auto_resize",
+        "if_exists",
+        "max_concurrency",
+        "continue_on_error",
+        "tencentcloud_conn_id",
+        "region",
+        "bda_region",
+    )
+
+    def __init__(
+        self,
+        *,
+        parts: Sequence[str] | str,
+        source_path: str | list[str] | None = None,
+        url: str | list[str] | None = None,
+        portrait_output_key: str | None = None,
+        mask_output_key: str | None = None,
+        portrait_output_path: str | None = None,
+        mask_output_path: str | None = None,
+        auto_resize: bool | str = False,
+        bda_region: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.parts = parts
+        self.source_path = source_path
+        self.url = url
+        self.portrait_output_key = portrait_output_key
+        self.mask_output_key = mask_output_key
+        self.portrait_output_path = portrait_output_path
+        self.mask_output_path = mask_output_path
+        self.auto_resize = auto_resize
+        self.bda_region = bda_region
+        self._validate(rendered=False)
+
+    @cached_property
+    def bda_hook(self) -> Any:
+        from airflow_provider_tencent_ci.hooks.bda import BDAHook
+
+        return BDAHook(tencentcloud_conn_id=self.tencentcloud_conn_id, region=self.bda_region or self.region)
+
+    # -- validation -------------------------------------------------------------------------------------------
+    def _is_many(self) -> bool:
+        return (
+            super()._is_many()
+            or isinstance(self.source_path, (list, tuple))
+            or isinstance(self.url, (list, tuple))
+        )
+
+    def _parts(self) -> list[str]:
+        value = self.parts
+        rule = f"must be a non-empty list of {', '.join(SEGMENTATION_PARTS)}"
+        if isinstance(value, str):
+            value = [p.strip() for p in value.split(",") if p.strip()]
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ParameterValidationError("parts", self.parts, rule)
+        for part in value:
+            if not pending(part):
+                check_choice("parts", part, SEGMENTATION_PARTS)
+        return list(dict.fromkeys(value))
+
+    def _validate(self, rendered: bool) -> None:
+        if not pending(self.parts):
+            self._parts()
+        self._validate_common(rendered)
+        if self.bda_region is not None and not pending(self.bda_region):
+            check_choice("bda_region", self.bda_region, BDA_REGIONS)
+        _batch.check_bool("auto_resize", self.auto_resize)
+        sources = ("source_key", "source_keys", "source_prefix", "source_path", "url")
+        self._require_one(sources, f"exactly one source is required: one of {', '.join(sources)}")
+        if self.bucket is None and self._cos_source_params():
+            raise ParameterValidationError("bucket", None, "is required with source_key/source_keys/source_prefix")
+        for name in ("source_path", "url"):
+            value = getattr(self, name)
+            if value is None or pending(value):
+                continue
+            entries = [value] if isinstance(value, str) else value
+            if not isinstance(entries, (list, tuple)) or not entries:
+                raise ParameterValidationError(name, value, "must be a string or a non-empty list of strings")
+            for entry in entries:
+                if pending(entry):
+                    continue
+                if not isinstance(entry, str) or not entry.strip():
+                    raise ParameterValidationError(name, entry, "must be a non-empty string")
+                if name == "url" and not entry.startswith(("http://", "https://")):
+                    raise ParameterValidationError(name, entry, "must be an http:// or https:// URL")
+        keys = [n for n in _OUTPUT_KEYS if getattr(self, n) is not None]
+        paths = [n for n in _OUTPUT_PATHS if getattr(self, n) is not None]
+        if not keys and not paths:
+            raise ParameterValidationError(
+                "portrait_output_key/portrait_output_path", None, "at least one output (COS key or local path) is required"
+            )
+        if keys and self.bucket is None and self.output_bucket is None:
+            raise ParameterValidationError(keys[0], getattr(self, keys[0]), "needs bucket or output_bucket")
+        many = self._is_many()
+        for name in (*keys, *paths):
+            _batch.check_output_template(name, getattr(self, name), many=many)
+            value = getattr(self, name)
+            if name in _OUTPUT_KEYS and isinstance(value, str) and not pending(value) and value.endswith("/"):
+                raise ParameterValidationError(name, value, "must not end with '/' (that names an empty file)")
+
+    # -- planning ---------------------------------------------------------------------------------------------
+    def _plan(self) -> list[SourceItem]:
+        if self.source_path is not None:
+            items = _batch.local_items("source_path", self.source_path)
+        elif self.url is not None:
+            urls = [self.url] if isinstance(self.url, str) else list(self.url)
+            items = [SourceItem("url", url=u) for u in dict.fromkeys(urls)]
+        else:
+            items = self._cos_items()
+        for name in (*_OUTPUT_KEYS, *_OUTPUT_PATHS):
+            template = getattr(self, name)
+            if template is not None:
+                _batch.check_unique_outputs(name, [_batch.fill_template(template, i) for i in items])
+        out_bucket = self._out_bucket() if any(getattr(self, n) for n in _OUTPUT_KEYS) else None
+        own = {
+            _batch.fill_template(getattr(self, n), i) for n in _OUTPUT_KEYS if getattr(self, n) for i in items
+        }
+        if len(items) > 1:  # never treat this run's own outputs (under the source prefix) as sources
+            items = [i for i in items if not (i.kind == "cos" and i.bucket == out_bucket and i.key in own)]
+        return items
+
+    def _out_bucket(self) -> str:
+        return self._full_bucket(self.output_bucket or self.bucket or "")
+
+    def _source_param(self, item: SourceItem) -> str:
+        if item.kind == "local":
+            return "source_path"
+        if item.kind == "url":
+            return "url"
+        return next(n for n in ("source_key", "source_keys", "source_prefix") if getattr(self, n) is not None)
+
+    def _warm_up(self) -> None:
+        if self.source_key is not None or self.source_keys is not None or self.source_prefix is not None or any(
+            getattr(self, n) is not None for n in _OUTPUT_KEYS
+        ):
+            self.hook.get_conn()
+        self.bda_hook.get_conn()
+
+    # -- one item ---------------------------------------------------------------------------------------------
+    def _process(self, item: SourceItem) -> dict[str, Any]:
+        doc: dict[str, Any] = {"source": item.label, "process": "SegmentCustomizedPortraitPic"}
+        outputs: dict[str, tuple[str, str]] = {}  # role -> ("cos", key) | ("local", path)
+        for role in ("portrait", "mask"):
+            key_t, path_t = getattr(self, f"{role}_output_key"), getattr(self, f"{role}_output_path")
+            if key_t is not None:
+                outputs[role] = ("cos", _batch.fill_template(key_t, item))
+            elif path_t is not None:
+                outputs[role] = ("local", _batch.fill_template(path_t, item))
+        out_bucket = self._out_bucket() if any(kind == "cos" for kind, _ in outputs.values()) else None
+        for role, (kind, target) in outputs.items():
+            if kind == "cos":
+                doc.update({f"{role}_bucket": out_bucket, f"{role}_key": target})
+            else:
+                doc[f"{role}_path"] = target
+        if self._skip_existing() and self._all_fresh(item, outputs, out_bucket, doc):
+            doc.update(status="skipped", request_id=None, image_rects=None)
+            return doc
+
+        image_b64 = None
+        resized = False
+        if item.kind == "url":
+            result = self.bda_hook.segment_customized_portrait_pic(self._parts(), url=item.url)
+        else:
+            if item.kind == "local":
+                with open(item.path or "", "rb") as fh:
+                    data = fh.read()
+            else:
+                data = self.hook.get_object_bytes(item.bucket, item.key)
+            data, resized = prepare_image(
+                self._source_param(item), item.label, data, auto_resize=_batch.as_bool(self.auto_resize)
+            )
+            image_b64 = base64.b64encode(data).decode("ascii")
+            del data
+            result = self.bda_hook.segment_customized_portrait_pic(self._parts(), image_base64=image_b64)
+        for role, field in (("portrait", "PortraitImage"), ("mask", "MaskImage")):
+            if role not in outputs:
+                continue
+            kind, target = outputs[role]
+            payload = base64.b64decode(result.get(field) or "")
+            if kind == "cos":
+                assert out_bucket is not None
+                put = self.hook.put_object(out_bucket, target, payload, content_type="image/png")
+                doc.update({
+                    f"{role}_etag": str(put.get("ETag") or "").strip('"') or None,
+                    f"{role}_size": len(payload),
+                    f"{role}_location": self._location(out_bucket, target),
+                })
+            else:
+                doc[f"{role}_size"] = _batch.write_atomic(target, [payload])
+        doc.update(
+            status="processed",
+            image_rects=result.get("ImageRects"),
+            request_id=result.get("RequestId"),
+            resized=resized,
+        )
+        return doc
+
+    def _all_fresh(
+        self, item: SourceItem, outputs: dict[str, tuple[str, str]], out_bucket: str | None, doc: dict[str, Any]
+    ) -> bool:
+        for role, (kind, target) in outputs.items():
+            if kind == "cos":
+                head = _batch.cos_output_fresh(self.hook, out_bucket or "", target, item)
+                if head is None:
+                    return False
+                doc[f"{role}_etag"] = str(head.get("ETag") or "").strip('"') or None
+                doc[f"{role}_size"] = head.get("Content-Length")
+            else:
+                if not _batch.local_output_fresh(self.hook, target, item):
+                    return False
+                doc[f"{role}_size"] = os.path.getsize(target)
+        return True

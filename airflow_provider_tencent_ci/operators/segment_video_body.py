@@ -1,0 +1,638 @@
+"""SegmentVideoBodyOperator: submit a CI video portrait-matting job and (by default) wait for it.
+
+Rerun safety (a retried or cleared task never submits a second job while the first can still deliver):
+
+1. Every job carries an idempotency marker ``airflow-idem:<16 hex>`` in UserData (sha256 of dag id, task id,
+   run id and map index), appended to the user's own ``user_data`` within CI's 1024-character limit.
+2. Where Airflow offers ``task_state_store`` (3.3+), the job id is stored right after submit.
+3. Before submitting, the operator looks at the stored job id and lists recent SegmentVideoBody jobs of the bucket
+   (creation time within ``reattach_lookback``) carrying the same marker: Submitted/Running/Pause -> reattach;
+   Success with its output object present -> return it; Failed/Cancel (or no match) -> submit anew.
+
+Step 3 closes the window ResumableJobMixin documents (a worker dying between submit and persist), because the
+marker travels with the job itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from airflow.exceptions import AirflowException
+from airflow.sdk import BaseOperator
+
+from airflow_provider_tencent_ci.constants import (
+    CALLBACK_FORMATS,
+    CALLBACK_TYPES,
+    DEFAULT_CONN_ID,
+    JOB_ACTIVE_STATES,
+    JOB_FAILED_STATES,
+    JOB_LEVELS,
+    JOB_LIST_MAX_SIZE,
+    MQ_MODES,
+    SEGMENT_VIDEO_BODY_TAG,
+    SVB_BACKGROUND_COLOR_MODE,
+    SVB_COLOR_MAX,
+    SVB_COLOR_MIN,
+    SVB_LOGO_MODE,
+    SVB_MODES,
+    SVB_REMOVE_COLOR_SEGMENT_TYPE,
+    SVB_SEGMENT_TYPES,
+    USER_DATA_MAX_LEN,
+    JobState,
+)
+from airflow_provider_tencent_ci.exceptions import (
+    CIJobFailedError,
+    ParameterValidationError,
+    TencentCloudError,
+)
+from airflow_provider_tencent_ci.links.cos import CIJobLink
+from airflow_provider_tencent_ci.validation import (
+    check_choice,
+    check_int_range,
+    check_non_empty_str,
+    check_object_key,
+    check_printable_ascii,
+    is_templated,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_tencent_ci.hooks.ci import CIHook
+
+try:
+    from airflow.sdk.configuration import conf
+except ImportError:  # Airflow 3.1
+    from airflow.configuration import conf  # type: ignore[no-redef]
+
+IDEMPOTENCY_PREFIX = "airflow-idem:"
+_IDEM_RE = re.compile(r"airflow-idem:([0-9a-f]{16})")
+IDEMPOTENCY_MARKER_LEN = len(IDEMPOTENCY_PREFIX) + 16
+# The user's user_data and the marker are joined with ";": this much is left for the user.
+USER_DATA_USER_MAX_LEN = USER_DATA_MAX_LEN - IDEMPOTENCY_MARKER_LEN - 1
+TASK_STATE_JOB_KEY = "tencent_ci_job_id"
+REATTACH_MAX_PAGES = 20
+
+_COLOR_PARAMS = {
+    "background_red": "BackgroundRed",
+    "background_green": "BackgroundGreen",
+    "background_blue": "BackgroundBlue",
+}
+_REMOVE_PARAMS = {"remove_red": "RemoveRed", "remove_green": "RemoveGreen", "remove_blue": "RemoveBlue"}
+
+
+# -- validation ---------------------------------------------------------------------------------------------
+def _given(values: Mapping[str, Any], name: str, skip_templated: bool) -> bool:
+    """True when a value is set and can be checked now (not a still-unrendered template)."""
+    value = values.get(name)
+    return value is not None and value != "" and not (skip_templated and is_templated(value))
+
+
+def _bucket_of_url(url: str) -> str | None:
+    host = urlsplit(url).hostname or ""
+    for marker in (".cos.", ".ci.", ".cos-internal.", ".pic."):
+        if marker in host:
+            return host.split(marker, 1)[0]
+    return None
+
+
+def _bucket_stem(bucket: str) -> str:
+    """A bucket name without its ``-<appid>`` suffix (the operator accepts both spellings)."""
+    name, sep, tail = bucket.rpartition("-")
+    return name if sep and tail.isdigit() else bucket
+
+
+def build_svb_request(values: Mapping[str, Any], *, skip_templated: bool = False) -> dict[str, Any]:
+    """Validate the operator's parameters and build the ``<Request>`` body (without UserData's marker).
+
+    With ``skip_templated`` (construction time), values that still hold Jinja are skipped and checked again after
+    rendering. Every error is a ``ParameterValidationError`` naming the parameter, the value and the rule.
+    """
+
+    def ready(name: str) -> bool:
+        return _given(values, name, skip_templated)
+
+    def pending(name: str) -> bool:
+        return skip_templated and is_templated(values.get(name))
+
+    if ready("bucket") or not pending("bucket"):
+        check_non_empty_str("bucket", values.get("bucket"))
+    if ready("input_object") or not pending("input_object"):
+        check_object_key("input_object", values.get("input_object"))
+    if ready("output_object") or not pending("output_object"):
+        check_object_key("output_object", values.get("output_object"))
+    for name in ("output_bucket", "output_region", "region"):
+        if ready(name):
+            check_non_empty_str(name, values[name])
+
+    mode = values.get("mode") or "Mask"
+    if not pending("mode"):
+        check_choice("mode", mode, SVB_MODES)
+    segment_type = values.get("segment_type") or "HumanSeg"
+    if not pending("segment_type"):
+        check_choice("segment_type", segment_type, SVB_SEGMENT_TYPES)
+
+    svb: dict[str, str] = {"Mode": str(mode), "SegmentType": str(segment_type)}
+    for name, field in {**_COLOR_PARAMS, "binary_threshold": "BinaryThreshold", **_REMOVE_PARAMS}.items():
+        if ready(name):
+            svb[field] = str(check_int_range(name, values[name], SVB_COLOR_MIN, SVB_COLOR_MAX))
+    if not pending("mode"):
+        for name in _COLOR_PARAMS:
+            if ready(name) and mode != SVB_BACKGROUND_COLOR_MODE:
+                raise ParameterValidationError(
+                    name, values[name], f"only takes effect when mode is {SVB_BACKGROUND_COLOR_MODE} (mode={mode})"
+                )
+    if not pending("segment_type"):
+        for name in _REMOVE_PARAMS:
+            if ready(name) and segment_type != SVB_REMOVE_COLOR_SEGMENT_TYPE:
+                raise ParameterValidationError(
+                    name,
+                    values[name],
+                    f"only takes effect when segment_type is {SVB_REMOVE_COLOR_SEGMENT_TYPE} "
+                    f"(segment_type={segment_type})",
+                )
+
+    logo = values.get("background_logo_url")
+    if not pending("mode") and not pending("background_logo_url"):
+        if mode == SVB_LOGO_MODE and not logo:
+            raise ParameterValidationError(
+                "background_logo_url", logo, f"is required when mode is {SVB_LOGO_MODE}"
+            )
+        if logo and mode != SVB_LOGO_MODE:
+            raise ParameterValidationError(
+                "background_logo_url", logo, f"only takes effect when mode is {SVB_LOGO_MODE} (mode={mode})"
+            )
+    if ready("background_logo_url"):
+        check_non_empty_str("background_logo_url", logo)
+        url_bucket = _bucket_of_url(str(logo))
+        source = values.get("bucket")
+        if (
+            url_bucket is not None
+            and isinstance(source, str)
+            and not pending("bucket")
+            and _bucket_stem(url_bucket) != _bucket_stem(source)
+        ):
+            raise ParameterValidationError(
+                "background_logo_url", logo, f"must be in the same bucket as the source ({source})"
+            )
+        svb["BackgroundLogoUrl"] = str(logo)
+
+    operation: dict[str, Any] = {"SegmentVideoBody": svb}
+    if ready("user_data"):
+        check_printable_ascii("user_data", values["user_data"], USER_DATA_USER_MAX_LEN)
+    if ready("job_level"):
+        level = check_int_range("job_level", values["job_level"], min(JOB_LEVELS), max(JOB_LEVELS))
+        operation["JobLevel"] = str(level)
+
+    request: dict[str, Any] = {"Tag": SEGMENT_VIDEO_BODY_TAG, "Operation": operation}
+    if not pending("input_object"):
+        request["Input"] = {"Object": values.get("input_object")}
+
+    # Callback.
+    cb_url, cb_type = values.get("callback_url"), values.get("callback_type")
+    if ready("callback_url"):
+        check_non_empty_str("callback_url", cb_url)
+        scheme = urlsplit(str(cb_url)).scheme
+        if cb_url != "no" and (scheme not in ("http", "https") or not urlsplit(str(cb_url)).hostname):
+            raise ParameterValidationError("callback_url", cb_url, "must be an http(s) URL, or 'no'")
+        request["CallBack"] = str(cb_url)
+    if ready("callback_format"):
+        request["CallBackFormat"] = check_choice("callback_format", values["callback_format"], CALLBACK_FORMATS)
+    if ready("callback_type"):
+        request["CallBackType"] = check_choice("callback_type", cb_type, CALLBACK_TYPES)
+    mq = values.get("callback_mq_config")
+    if not pending("callback_type") and not pending("callback_mq_config"):
+        if cb_type == "TDMQ":
+            if not isinstance(mq, Mapping):
+                raise ParameterValidationError(
+                    "callback_mq_config", mq, "is required when callback_type is TDMQ (MqRegion, MqMode, MqName)"
+                )
+            for key in ("MqRegion", "MqMode", "MqName"):
+                check_non_empty_str(f"callback_mq_config.{key}", mq.get(key))
+            check_choice("callback_mq_config.MqMode", mq["MqMode"], MQ_MODES)
+            unknown = set(mq) - {"MqRegion", "MqMode", "MqName"}
+            if unknown:
+                raise ParameterValidationError("callback_mq_config", dict(mq), f"unknown keys {sorted(unknown)}")
+            request["CallBackMqConfig"] = {k: str(mq[k]) for k in ("MqRegion", "MqMode", "MqName")}
+        elif mq:
+            raise ParameterValidationError("callback_mq_config", mq, "only applies when callback_type is TDMQ")
+    if values.get("use_callback_listener"):
+        for name in ("callback_url", "callback_type", "callback_mq_config"):
+            if values.get(name):
+                raise ParameterValidationError(
+                    name, values[name], "cannot be set with use_callback_listener=True (the listener sets CallBack)"
+                )
+    return request
+
+
+def idempotency_key(dag_id: str, task_id: str, run_id: str, map_index: int | None) -> str:
+    raw = f"{dag_id}\x1f{task_id}\x1f{run_id}\x1f{-1 if map_index is None else map_index}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def compose_user_data(idem: str, user_data: str | None) -> str:
+    marker = f"{IDEMPOTENCY_PREFIX}{idem}"
+    return f"{user_data};{marker}" if user_data else marker
+
+
+def job_idempotency_key(job: Mapping[str, Any]) -> str | None:
+    operation = job.get("Operation")
+    user_data = operation.get("UserData") if isinstance(operation, Mapping) else None
+    match = _IDEM_RE.search(user_data) if isinstance(user_data, str) else None
+    return match.group(1) if match else None
+
+
+def _seconds(value: float | timedelta | None) -> float | None:
+    if value is None:
+        return None
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+# -- operator -----------------------------------------------------------------------------------------------
+class SegmentVideoBodyOperator(BaseOperator):
+    """Submit a SegmentVideoBody job (video portrait matting) and wait for it; returns the final JobsDetail.
+
+    :param bucket: source bucket (``name-appid``; ``-appid`` is appended from the connection when missing).
+    :param input_object: source video key.
+    :param output_object: result key; ``output_bucket`` (default ``bucket``) and ``output_region`` (default the
+        connection's region) complete the Output.
+    :param mode: Mask, Foreground or Combination.
+    :param segment_type: HumanSeg, GreenScreenSeg or SolidColorSeg.
+    :param background_red: ``background_green``, ``background_blue``: 0..255, Foreground mode only.
+    :param background_logo_url: background file; required for Combination, same bucket as the source.
+    :param binary_threshold: 0..255.
+    :param remove_red: ``remove_green``, ``remove_blue``: 0..255, SolidColorSeg only.
+    :param user_data: printable ASCII passed through; at most 994 characters (the rest holds the rerun marker).
+    :param job_level: 0, 1 or 2.
+    :param callback_url: CI's CallBack (http(s) URL, or ``no``); ``callback_format`` JSON/XML; ``callback_type``
+        Url/TDMQ; ``callback_mq_config`` ``{"MqRegion", "MqMode", "MqName"}`` for TDMQ.
+    :param use_callback_listener: set CallBack to the triggerer's listener and wait with CIJobCallbackTrigger
+        (deferrable only; needs ``[tencent_ci] callback_base_url`` reachable by CI).
+    :param wait_for_completion: wait for a terminal state (default True); False returns the submitted JobsDetail.
+    :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
+    :param poll_interval: seconds between polls (worker or trigger).
+    :param callback_fallback_poll_interval: poll interval of the callback trigger's safety net.
+    :param max_wait: give up after this long (seconds or timedelta); None waits for ever.
+    :param fail_on_pause: fail when the job is in Pause (default False: keep waiting).
+    :param cancel_on_kill: cancel the job when the task is killed (worker ``on_kill`` / trigger ``on_kill``).
+    :param reattach_lookback: how far back to look for this task's earlier job before submitting.
+    """
+
+    template_fields: Sequence[str] = (
+        "bucket",
+        "input_object",
+        "output_bucket",
+        "output_object",
+        "output_region",
+        "region",
+        "mode",
+        "segment_type",
+        "background_red",
+        "background_green",
+        "background_blue",
+        "background_logo_url",
+        "binary_threshold",
+        "remove_red",
+        "remove_green",
+        "remove_blue",
+        "user_data",
+        "job_level",
+        "callback_url",
+        "callback_format",
+        "callback_type",
+        "callback_mq_config",
+    )
+    operator_extra_links = (CIJobLink(),)
+    ui_color = "#e3f2fd"
+
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        input_object: str,
+        output_object: str,
+        output_bucket: str | None = None,
+        output_region: str | None = None,
+        mode: str = "Mask",
+        segment_type: str = "HumanSeg",
+        background_red: int | str | None = None,
+        background_green: int | str | None = None,
+        background_blue: int | str | None = None,
+        background_logo_url: str | None = None,
+        binary_threshold: int | str | None = None,
+        remove_red: int | str | None = None,
+        remove_green: int | str | None = None,
+        remove_blue: int | str | None = None,
+        user_data: str | None = None,
+        job_level: int | str | None = None,
+        callback_url: str | None = None,
+        callback_format: str | None = None,
+        callback_type: str | None = None,
+        callback_mq_config: dict[str, str] | None = None,
+        use_callback_listener: bool = False,
+        tencentcloud_conn_id: str = DEFAULT_CONN_ID,
+        region: str | None = None,
+        wait_for_completion: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 30.0,
+        callback_fallback_poll_interval: float = 300.0,
+        max_wait: float | timedelta | None = None,
+        fail_on_pause: bool = False,
+        cancel_on_kill: bool = True,
+        reattach_lookback: float | timedelta = timedelta(days=1),
+        job_query_batch_size: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.bucket = bucket
+        self.input_object = input_object
+        self.output_object = output_object
+        self.output_bucket = output_bucket
+        self.output_region = output_region
+        self.mode = mode
+        self.segment_type = segment_type
+        self.background_red = background_red
+        self.background_green = background_green
+        self.background_blue = background_blue
+        self.background_logo_url = background_logo_url
+        self.binary_threshold = binary_threshold
+        self.remove_red = remove_red
+        self.remove_green = remove_green
+        self.remove_blue = remove_blue
+        self.user_data = user_data
+        self.job_level = job_level
+        self.callback_url = callback_url
+        self.callback_format = callback_format
+        self.callback_type = callback_type
+        self.callback_mq_config = callback_mq_config
+        self.use_callback_listener = use_callback_listener
+        self.tencentcloud_conn_id = tencentcloud_conn_id
+        self.region = region
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = float(poll_interval)
+        self.callback_fallback_poll_interval = float(callback_fallback_poll_interval)
+        self.max_wait = _seconds(max_wait)
+        self.fail_on_pause = fail_on_pause
+        self.cancel_on_kill = cancel_on_kill
+        self.reattach_lookback = _seconds(reattach_lookback) or 0.0
+        self.job_query_batch_size = job_query_batch_size
+        if self.poll_interval <= 0:
+            raise ParameterValidationError("poll_interval", poll_interval, "must be > 0 seconds")
+        if self.max_wait is not None and self.max_wait <= 0:
+            raise ParameterValidationError("max_wait", max_wait, "must be > 0 seconds, or None")
+        build_svb_request(self._values(), skip_templated=True)
+        self._job_id: str | None = None
+        self._job_bucket: str | None = None
+        self._job_state: str | None = None
+
+    def _values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.template_fields} | {
+            "use_callback_listener": self.use_callback_listener
+        }
+
+    # -- hooks --------------------------------------------------------------------------------------------
+    def _hook(self, region: str | None = None) -> CIHook:
+        from airflow_provider_tencent_ci.hooks.ci import CIHook
+
+        return CIHook(tencentcloud_conn_id=self.tencentcloud_conn_id, region=region or self.region)
+
+    # -- execute ------------------------------------------------------------------------------------------
+    def execute(self, context: Context) -> Any:
+        request = build_svb_request(self._values())  # again, after rendering
+        hook = self._hook()
+        region = hook.region
+        if not region:
+            raise ParameterValidationError("region", region, "set region or the connection extra 'region'")
+        bucket = hook.bucket_name(self.bucket)
+        output_bucket = hook.bucket_name(self.output_bucket or self.bucket)
+        output_region = self.output_region or region
+        self._job_bucket = bucket
+        ti = context["ti"]
+        idem = idempotency_key(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
+
+        existing = self._find_existing_job(context, hook, bucket, idem, output_bucket, output_region)
+        if existing is not None and existing.get("State") == JobState.SUCCESS.value:
+            self._job_id = str(existing["JobId"])
+            self._persist_link(context, bucket, region)
+            self.log.info("CI job %s of this task already succeeded and its output exists: not resubmitting",
+                          self._job_id)
+            return existing
+        nonce: str | None = None
+        if existing is not None:
+            job = existing
+            self._job_id = str(job["JobId"])
+            self.log.info("Reattaching to CI job %s (state %s) submitted by an earlier try", self._job_id,
+                          job.get("State"))
+        else:
+            request["Operation"]["UserData"] = compose_user_data(idem, self.user_data)
+            request["Operation"]["Output"] = {"Region": output_region, "Bucket": output_bucket,
+                                              "Object": self.output_object}
+            if self.use_callback_listener and self.deferrable and self.wait_for_completion:
+                from airflow_provider_tencent_ci.triggers import callback_listener
+
+                nonce = callback_listener.new_nonce()
+                request["CallBack"] = callback_listener.callback_url(callback_listener.token_for_nonce(nonce))
+                request.setdefault("CallBackFormat", self.callback_format or "JSON")
+            job = hook.submit_job(bucket, request)
+            self._job_id = str(job["JobId"])
+            self._remember_job(context, self._job_id)
+            self.log.info("Submitted CI job %s (SegmentVideoBody, %s -> %s/%s)", self._job_id, self.input_object,
+                          output_bucket, self.output_object)
+        self._persist_link(context, bucket, region)
+        if not self.wait_for_completion:
+            return job
+        if self.deferrable:
+            self._defer(bucket, region, nonce)
+        return self._wait_in_worker(hook, bucket, self._job_id)
+
+    def _defer(self, bucket: str, region: str, nonce: str | None) -> None:
+        from airflow_provider_tencent_ci.triggers.ci_job import CIJobCallbackTrigger, CIJobTrigger, deadline_from
+
+        assert self._job_id is not None
+        common: dict[str, Any] = {
+            "job_id": self._job_id,
+            "bucket": bucket,
+            "tencentcloud_conn_id": self.tencentcloud_conn_id,
+            "region": region,
+            "end_time": deadline_from(self.max_wait),
+            "fail_on_pause": self.fail_on_pause,
+            "cancel_on_kill": self.cancel_on_kill,
+            "batch_size": self.job_query_batch_size,
+        }
+        trigger: CIJobTrigger | CIJobCallbackTrigger
+        if nonce is not None:
+            trigger = CIJobCallbackTrigger(
+                callback_nonce=nonce, poll_interval=self.callback_fallback_poll_interval, **common
+            )
+        else:
+            trigger = CIJobTrigger(poll_interval=self.poll_interval, **common)
+        # The trigger yields its own timeout event at max_wait; Airflow's timeout is only a backstop.
+        timeout = None if self.max_wait is None else timedelta(seconds=self.max_wait + 300)
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        if not event:
+            raise AirflowException("CI job trigger returned no event")
+        self._job_id = event.get("job_id") or self._job_id
+        status = event.get("status")
+        if status == "success":
+            self.log.info("CI job %s succeeded", self._job_id)
+            return event.get("job")
+        raise _event_error(event)
+
+    def _wait_in_worker(self, hook: CIHook, bucket: str, job_id: str) -> dict[str, Any]:
+        deadline = None if self.max_wait is None else time.monotonic() + self.max_wait
+        last_state: str | None = None
+        missing = 0
+        while True:
+            try:
+                query = hook.get_jobs(bucket, [job_id])
+            except TencentCloudError as err:
+                if not err.retryable:
+                    raise
+                self.log.warning("Transient error polling CI job %s: %s", job_id, err)
+                query = None
+            if query is not None:
+                job = next((j for j in query.jobs if j.get("JobId") == job_id), None)
+                if job is None:
+                    missing += 1
+                    if missing >= 3:
+                        raise TencentCloudError(f"CI job {job_id} does not exist", code="NoSuchJob",
+                                                operation="DescribeJobs")
+                else:
+                    missing = 0
+                    state = job.get("State")
+                    if state != last_state:
+                        self.log.info("CI job %s: state %s -> %s", job_id, last_state or "(unknown)", state)
+                        last_state = state
+                    self._job_state = state
+                    if state == JobState.SUCCESS.value:
+                        return job
+                    if state in JOB_FAILED_STATES:
+                        raise _failed_error(job)
+                    if state == JobState.PAUSE.value and self.fail_on_pause:
+                        raise CIJobFailedError(f"CI job {job_id} is paused (fail_on_pause=True)", code="Pause",
+                                               operation="SegmentVideoBody")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise AirflowException(
+                    f"CI job {job_id} did not finish within max_wait={self.max_wait}s (last state {last_state})"
+                )
+            time.sleep(self.poll_interval if deadline is None else max(0.0, min(self.poll_interval,
+                                                                                 deadline - time.monotonic())))
+
+    # -- rerun safety -------------------------------------------------------------------------------------
+    def _remember_job(self, context: Context, job_id: str) -> None:
+        store = context.get("task_state_store")  # type: ignore[call-overload]
+        if store is None:
+            return
+        try:
+            store.set(TASK_STATE_JOB_KEY, job_id)
+        except Exception as err:  # the idempotency marker still protects the rerun
+            self.log.warning("Could not store the job id in task_state_store: %s", err)
+
+    def _find_existing_job(
+        self, context: Context, hook: CIHook, bucket: str, idem: str, output_bucket: str, output_region: str
+    ) -> dict[str, Any] | None:
+        candidates: dict[str, dict[str, Any]] = {}
+        store = context.get("task_state_store")  # type: ignore[call-overload]
+        if store is not None:
+            try:
+                stored = store.get(TASK_STATE_JOB_KEY)
+            except Exception as err:
+                self.log.warning("Could not read task_state_store: %s", err)
+                stored = None
+            if stored:
+                for job in hook.get_jobs(bucket, [str(stored)]).jobs:
+                    candidates[str(job.get("JobId"))] = job
+        if self.reattach_lookback > 0:
+            start = datetime.now(timezone.utc) - timedelta(seconds=self.reattach_lookback)
+            next_token = ""
+            for _ in range(REATTACH_MAX_PAGES):
+                page = hook.list_jobs(
+                    bucket, SEGMENT_VIDEO_BODY_TAG, start_creation_time=start, size=JOB_LIST_MAX_SIZE,
+                    next_token=next_token, order_by_time="Desc",
+                )
+                for job in page.jobs:
+                    if job_idempotency_key(job) == idem:
+                        candidates[str(job.get("JobId"))] = job
+                next_token = page.next_token
+                if not next_token:
+                    break
+            else:
+                self.log.warning("Looked at %d pages of recent jobs for an earlier job of this task; stopping",
+                                 REATTACH_MAX_PAGES)
+        if not candidates:
+            return None
+        jobs = sorted(candidates.values(), key=lambda j: str(j.get("CreationTime", "")), reverse=True)
+        for job in jobs:
+            if job.get("State") in JOB_ACTIVE_STATES:
+                return job
+        for job in jobs:
+            if job.get("State") == JobState.SUCCESS.value:
+                if self._output_exists(job, output_bucket, output_region):
+                    return job
+                self.log.info("Earlier CI job %s succeeded but its output is gone: submitting anew", job.get("JobId"))
+        failed = [j.get("JobId") for j in jobs if j.get("State") in JOB_FAILED_STATES]
+        if failed:
+            self.log.info("Earlier CI job(s) %s of this task ended Failed/Cancel: submitting anew", failed)
+        return None
+
+    def _output_exists(self, job: Mapping[str, Any], output_bucket: str, output_region: str) -> bool:
+        operation = job.get("Operation") if isinstance(job.get("Operation"), Mapping) else {}
+        output = operation.get("Output") if isinstance(operation, Mapping) else None
+        output = output if isinstance(output, Mapping) else {}
+        key = output.get("Object") or self.output_object
+        try:
+            hook = self._hook(region=str(output.get("Region") or output_region))
+            return hook.head_object(str(output.get("Bucket") or output_bucket), str(key)) is not None
+        except TencentCloudError as err:
+            self.log.warning("Could not check the earlier job's output: %s", err)
+            return False
+
+    def _persist_link(self, context: Context, bucket: str, region: str) -> None:
+        try:
+            CIJobLink.persist(context, bucket=bucket, region=region, job_id=self._job_id)
+        except Exception as err:  # a link must never fail the task
+            self.log.debug("Could not persist the CI job link: %s", err)
+
+    # -- kill ---------------------------------------------------------------------------------------------
+    def on_kill(self) -> None:
+        """Cancel the job (best effort) when the running task is killed; CI refuses once a job has started."""
+        if not self.cancel_on_kill or not self._job_id or not self._job_bucket:
+            return
+        try:
+            self._hook().cancel_job(self._job_bucket, self._job_id)
+            self.log.info("Asked CI to cancel job %s", self._job_id)
+        except TencentCloudError as err:
+            self.log.warning("CI did not cancel job %s (it may have started already): %s", self._job_id, err)
+
+
+def _failed_error(job: Mapping[str, Any]) -> CIJobFailedError:
+    state, code, message = job.get("State"), job.get("Code") or None, job.get("Message") or ""
+    return CIJobFailedError(
+        f"CI job {job.get('JobId')} ended {state}: {message or '(no message)'}",
+        code=code or str(state),
+        operation="SegmentVideoBody",
+    )
+
+
+def _event_error(event: Mapping[str, Any]) -> Exception:
+    status, job_id = event.get("status"), event.get("job_id")
+    if status == "failed":
+        job = event.get("job") or {"JobId": job_id, "State": event.get("state"), "Code": event.get("code"),
+                                   "Message": event.get("message")}
+        return _failed_error(job)
+    if status == "paused":
+        return CIJobFailedError(f"CI job {job_id} is paused (fail_on_pause=True)", code="Pause",
+                                operation="SegmentVideoBody")
+    if status == "timeout":
+        return AirflowException(event.get("message") or f"CI job {job_id} did not finish before the max wait")
+    return TencentCloudError(str(event.get("message") or f"waiting for CI job {job_id} failed"),
+                             code=event.get("code"), operation="DescribeJobs")

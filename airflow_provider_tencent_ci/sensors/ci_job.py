@@ -1,0 +1,169 @@
+"""SegmentVideoBodyJobSensor: wait for a CI job submitted elsewhere (poke, reschedule or deferrable).
+
+Success only on State=Success (the JobsDetail is the XCom). Failed/Cancel fail the task with CI's code and message
+(``CIJobFailedError``), or skip it with ``soft_fail=True``. Throttling and 5xx are transient: the poke returns
+False and the sensor tries again. Pause keeps waiting unless ``fail_on_pause=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator
+from airflow.sdk.bases.sensor import PokeReturnValue
+
+from airflow_provider_tencent_ci.constants import DEFAULT_CONN_ID, JOB_FAILED_STATES, JobState
+from airflow_provider_tencent_ci.exceptions import CIJobFailedError, TencentCloudError, TencentCloudNotFoundError
+from airflow_provider_tencent_ci.links.cos import CIJobLink
+from airflow_provider_tencent_ci.validation import check_non_empty_str, is_templated
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_tencent_ci.hooks.ci import CIHook
+
+try:
+    from airflow.sdk.configuration import conf
+except ImportError:  # Airflow 3.1
+    from airflow.configuration import conf  # type: ignore[no-redef]
+
+try:
+    from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+except ImportError:  # pragma: no cover - older layouts
+    from airflow.exceptions import AirflowSensorTimeout, AirflowSkipException  # type: ignore[no-redef]
+
+
+class SegmentVideoBodyJobSensor(BaseSensorOperator):
+    """Wait for a SegmentVideoBody (or any CI ``/jobs``) job to finish.
+
+    :param job_id: the CI JobId (templated).
+    :param bucket: the bucket the job belongs to (templated).
+    :param tencentcloud_conn_id: connection id.
+    :param region: region (None: the connection's).
+    :param fail_on_pause: fail when the job is in Pause (default False: keep waiting).
+    :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``); ``timeout`` becomes the
+        trigger's max wait and ``poke_interval`` its poll interval.
+    """
+
+    template_fields: Sequence[str] = ("job_id", "bucket", "region")
+    operator_extra_links = (CIJobLink(),)
+    ui_color = "#e3f2fd"
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        bucket: str,
+        tencentcloud_conn_id: str = DEFAULT_CONN_ID,
+        region: str | None = None,
+        fail_on_pause: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.job_id = job_id
+        self.bucket = bucket
+        self.tencentcloud_conn_id = tencentcloud_conn_id
+        self.region = region
+        self.fail_on_pause = fail_on_pause
+        self.deferrable = deferrable
+        for name in ("job_id", "bucket"):
+            value = getattr(self, name)
+            if not is_templated(value):
+                check_non_empty_str(name, value)
+
+    def _hook(self) -> CIHook:
+        from airflow_provider_tencent_ci.hooks.ci import CIHook
+
+        return CIHook(tencentcloud_conn_id=self.tencentcloud_conn_id, region=self.region)
+
+    def _fail(self, error: Exception) -> None:
+        if self.soft_fail:
+            raise AirflowSkipException(f"Skipping due to soft_fail: {error}") from error
+        raise error
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        check_non_empty_str("job_id", self.job_id)
+        check_non_empty_str("bucket", self.bucket)
+        hook = self._hook()
+        try:
+            query = hook.get_jobs(self.bucket, [self.job_id])
+        except TencentCloudError as err:
+            if err.retryable:
+                self.log.warning("Transient error polling CI job %s: %s", self.job_id, err)
+                return False
+            raise
+        job = next((j for j in query.jobs if j.get("JobId") == self.job_id), None)
+        if job is None:
+            self._fail(TencentCloudNotFoundError(f"CI job {self.job_id} does not exist in {self.bucket}",
+                                                 code="NoSuchJob", operation="DescribeJobs"))
+            return False
+        state = job.get("State")
+        self.log.info("CI job %s is %s", self.job_id, state)
+        if state == JobState.SUCCESS.value:
+            self._persist_link(context, hook)
+            return PokeReturnValue(is_done=True, xcom_value=job)
+        if state in JOB_FAILED_STATES:
+            self._fail(
+                CIJobFailedError(
+                    f"CI job {self.job_id} ended {state}: {job.get('Message') or '(no message)'}",
+                    code=job.get("Code") or str(state),
+                    operation="SegmentVideoBody",
+                )
+            )
+        if state == JobState.PAUSE.value and self.fail_on_pause:
+            self._fail(CIJobFailedError(f"CI job {self.job_id} is paused (fail_on_pause=True)", code="Pause",
+                                        operation="SegmentVideoBody"))
+        return False
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        # Check once in the worker: a finished job needs no trigger.
+        result = self.poke(context)
+        if result:
+            return result.xcom_value if isinstance(result, PokeReturnValue) else None
+        from airflow_provider_tencent_ci.triggers.ci_job import CIJobTrigger, deadline_from
+
+        hook = self._hook()
+        self.defer(
+            trigger=CIJobTrigger(
+                job_id=self.job_id,
+                bucket=self.bucket,
+                tencentcloud_conn_id=self.tencentcloud_conn_id,
+                region=self.region or hook.region,
+                poll_interval=self.poke_interval,
+                end_time=deadline_from(self.timeout),
+                fail_on_pause=self.fail_on_pause,
+                cancel_on_kill=False,  # a sensor watches a job it does not own
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout + 60),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        event = event or {}
+        status = event.get("status")
+        if status == "success":
+            self._persist_link(context, self._hook())
+            return event.get("job")
+        if status == "timeout":
+            # AirflowSensorTimeout: BaseSensorOperator.resume_execution turns it into a skip with soft_fail.
+            raise AirflowSensorTimeout(event.get("message") or f"CI job {self.job_id}: sensor timed out")
+        if status in ("failed", "paused"):
+            raise CIJobFailedError(
+                f"CI job {self.job_id} ended {event.get('state')}: {event.get('message') or '(no message)'}",
+                code=event.get("code") or str(event.get("state")),
+                operation="SegmentVideoBody",
+            )
+        raise TencentCloudError(str(event.get("message") or f"waiting for CI job {self.job_id} failed"),
+                                code=event.get("code"), operation="DescribeJobs")
+
+    def _persist_link(self, context: Context, hook: CIHook) -> None:
+        # A link must never fail the task (hook.region/bucket_name may need the connection).
+        try:
+            CIJobLink.persist(context, bucket=hook.bucket_name(self.bucket), region=hook.region, job_id=self.job_id)
+        except Exception as err:
+            self.log.debug("Could not persist the CI job link: %s", err)

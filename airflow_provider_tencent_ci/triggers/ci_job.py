@@ -1,0 +1,587 @@
+"""Triggers for CI jobs (SegmentVideoBody and any other ``/jobs`` job).
+
+- :class:`CIJobTrigger` polls through the per-process coalescing poller (``triggers/poller.py``).
+- :class:`CIJobCallbackTrigger` waits for CI's callback on the per-process listener
+  (``triggers/callback_listener.py``), confirms the state with one query, and falls back to slow polling.
+- :class:`CIJobEventTrigger` is a ``BaseEventTrigger`` for asset watchers: one event per finished job.
+
+Every trigger serializes to (classpath, kwargs) with a connection id and never a secret, and ``run()`` is safe to
+repeat (a triggerer restart rebuilds the trigger from its kwargs). ``cleanup()`` only releases local resources;
+remote jobs are cancelled only from ``on_kill()`` (Airflow >= 3.3 calls it on user action only).
+
+Event payloads of the task triggers (``status`` decides what ``execute_complete`` does):
+``success`` (``job`` = final JobsDetail), ``failed`` (Failed/Cancel, CI's ``code``/``message``), ``paused``
+(only with ``fail_on_pause=True``), ``timeout`` (the max wait passed), ``error`` (a non-retryable query error, or
+the job does not exist).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
+
+from airflow_provider_tencent_ci.constants import (
+    CALLBACK_EVENT_TASK_FINISH,
+    CALLBACK_EVENT_WORKFLOW_FINISH,
+    DEFAULT_CONN_ID,
+    JOB_FAILED_STATES,
+    JOB_LIST_MAX_SIZE,
+    JOB_TERMINAL_STATES,
+    JOB_TIME_FORMAT,
+    SEGMENT_VIDEO_BODY_TAG,
+    JobState,
+)
+from airflow_provider_tencent_ci.exceptions import TencentCloudError
+from airflow_provider_tencent_ci.triggers import callback_listener
+from airflow_provider_tencent_ci.triggers.poller import PollResult, get_poller
+
+DEFAULT_POLL_INTERVAL = 30.0
+DEFAULT_CALLBACK_FALLBACK_INTERVAL = 300.0
+# A job id can be briefly unknown right after CreateJob on a real service; fail only when it stays missing.
+MISSING_TOLERANCE = 3
+CANCEL_TIMEOUT_SECONDS = 20.0
+
+
+def job_event_payload(status: str, job_id: str, job: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {"status": status, "job_id": job_id}
+    if job is not None:
+        payload.update(state=job.get("State"), code=job.get("Code"), message=job.get("Message"), job=job)
+    payload.update(extra)
+    return payload
+
+
+async def cancel_job_best_effort(
+    conn_id: str, region: str | None, bucket: str, job_id: str, log: Any, timeout: float = CANCEL_TIMEOUT_SECONDS
+) -> bool:
+    """Ask CI to cancel a job; CI refuses once a job has started, which is logged, not raised."""
+    from airflow_provider_tencent_ci.hooks.ci import CIHook
+
+    hook = CIHook(tencentcloud_conn_id=conn_id, region=region)
+    try:
+        await asyncio.wait_for(hook.acancel_job(bucket, job_id), timeout=timeout)
+    except TencentCloudError as err:
+        log.warning("CI did not cancel job %s (it may have started already): %s", job_id, err)
+        return False
+    except asyncio.TimeoutError:
+        log.warning("Cancelling CI job %s timed out after %ss", job_id, timeout)
+        return False
+    log.info("Asked CI to cancel job %s", job_id)
+    return True
+
+
+class _CIJobTaskTrigger(BaseTrigger):
+    """Shared state handling of the two task triggers."""
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        bucket: str,
+        tencentcloud_conn_id: str = DEFAULT_CONN_ID,
+        region: str | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        end_time: float | None = None,
+        fail_on_pause: bool = False,
+        cancel_on_kill: bool = True,
+        batch_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.bucket = bucket
+        self.tencentcloud_conn_id = tencentcloud_conn_id
+        self.region = region
+        self.poll_interval = float(poll_interval)
+        # An absolute deadline (epoch seconds), not a duration: a rebuilt trigger must not extend the wait.
+        self.end_time = end_time
+        self.fail_on_pause = fail_on_pause
+        self.cancel_on_kill = cancel_on_kill
+        self.batch_size = batch_size
+        self._last_state: str | None = None
+        self._missing = 0
+
+    def _common_kwargs(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "bucket": self.bucket,
+            "tencentcloud_conn_id": self.tencentcloud_conn_id,
+            "region": self.region,
+            "poll_interval": self.poll_interval,
+            "end_time": self.end_time,
+            "fail_on_pause": self.fail_on_pause,
+            "cancel_on_kill": self.cancel_on_kill,
+            "batch_size": self.batch_size,
+        }
+
+    def _remaining(self) -> float | None:
+        return None if self.end_time is None else self.end_time - time.time()
+
+    def _evaluate(self, result: PollResult) -> TriggerEvent | None:
+        """Log state changes; return the event to yield, or None to keep waiting."""
+        if result.error is not None:
+            err = result.error
+            return TriggerEvent(
+                job_event_payload(
+                    "error", self.job_id, None, code=getattr(err, "code", None), message=str(err)
+                )
+            )
+        if result.missing or result.job is None:
+            self._missing += 1
+            self.log.warning("CI job %s not found (%d/%d)", self.job_id, self._missing, MISSING_TOLERANCE)
+            if self._missing >= MISSING_TOLERANCE:
+                return TriggerEvent(
+                    job_event_payload(
+                        "error", self.job_id, None, code="NoSuchJob", message=f"CI job {self.job_id} does not exist"
+                    )
+                )
+            return None
+        self._missing = 0
+        job = result.job
+        state = job.get("State")
+        if state != self._last_state:
+            self.log.info("CI job %s: state %s -> %s", self.job_id, self._last_state or "(unknown)", state)
+            self._last_state = state
+        if state == JobState.SUCCESS.value:
+            return TriggerEvent(job_event_payload("success", self.job_id, job))
+        if state in JOB_FAILED_STATES:
+            return TriggerEvent(job_event_payload("failed", self.job_id, job))
+        if state == JobState.PAUSE.value and self.fail_on_pause:
+            return TriggerEvent(job_event_payload("paused", self.job_id, job))
+        return None
+
+    def _timeout_event(self) -> TriggerEvent:
+        return TriggerEvent(
+            job_event_payload(
+                "timeout",
+                self.job_id,
+                None,
+                state=self._last_state,
+                message=f"CI job {self.job_id} did not finish before the max wait (last state {self._last_state})",
+            )
+        )
+
+    async def _next(self, inbox: asyncio.Queue) -> tuple[str, Any] | None:
+        """The next inbox item, or None when the deadline passed."""
+        remaining = self._remaining()
+        if remaining is not None and remaining <= 0:
+            return None
+        try:
+            return await asyncio.wait_for(inbox.get(), timeout=remaining)
+        except asyncio.TimeoutError:
+            return None
+
+    async def on_kill(self) -> None:
+        """Airflow >= 3.3: the user marked/cleared the deferred task. Cancel the job (best effort)."""
+        if self.cancel_on_kill:
+            await cancel_job_best_effort(self.tencentcloud_conn_id, self.region, self.bucket, self.job_id, self.log)
+
+
+class CIJobTrigger(_CIJobTaskTrigger):
+    """Wait for a CI job by polling; polls of triggers sharing (conn, region, bucket) are coalesced.
+
+    :param job_id: the CI JobId.
+    :param bucket: full bucket name (``name-appid``) the job belongs to.
+    :param tencentcloud_conn_id: Airflow connection id.
+    :param region: region (None: the connection's).
+    :param poll_interval: seconds between polls of this job.
+    :param end_time: absolute deadline (epoch seconds) after which a ``timeout`` event is yielded; None waits on.
+    :param fail_on_pause: yield ``paused`` when the job is in Pause instead of waiting.
+    :param cancel_on_kill: cancel the job from ``on_kill`` (user action on the deferred task).
+    :param batch_size: max job ids per query (default ``[tencent_ci] job_query_batch_size`` or 10).
+    """
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return f"{type(self).__module__}.{type(self).__qualname__}", self._common_kwargs()
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        poller = get_poller(self.tencentcloud_conn_id, self.region, self.bucket, self.batch_size)
+        inbox: asyncio.Queue = asyncio.Queue()
+        sub = poller.subscribe(self.job_id, self.poll_interval, inbox)
+        try:
+            while True:
+                item = await self._next(inbox)
+                if item is None:
+                    yield self._timeout_event()
+                    return
+                _, result = item
+                event = self._evaluate(result)
+                if event is not None:
+                    yield event
+                    return
+        finally:
+            sub.close()
+
+
+class CIJobCallbackTrigger(_CIJobTaskTrigger):
+    """Wait for CI's callback for a job; confirm by query; fall back to slow polling.
+
+    The job's CallBack URL must be ``callback_listener.callback_url(token_for_nonce(callback_nonce))`` (the
+    operator sets it). ``poll_interval`` is the fallback poll interval (lost callbacks, several triggerers behind
+    one callback URL, a listener that could not bind).
+    """
+
+    def __init__(self, *, callback_nonce: str, **kwargs: Any) -> None:
+        kwargs.setdefault("poll_interval", DEFAULT_CALLBACK_FALLBACK_INTERVAL)
+        super().__init__(**kwargs)
+        self.callback_nonce = callback_nonce
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {**self._common_kwargs(), "callback_nonce": self.callback_nonce},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        poller = get_poller(self.tencentcloud_conn_id, self.region, self.bucket, self.batch_size)
+        inbox: asyncio.Queue = asyncio.Queue()
+        registration = None
+        try:
+            listener = await asyncio.to_thread(callback_listener.get_listener)
+            registration = listener.register(callback_listener.token_for_nonce(self.callback_nonce), inbox)
+        except OSError as err:
+            self.log.warning("CI callback listener unavailable (%s); relying on polling every %ss", err,
+                             self.poll_interval)
+        sub = poller.subscribe(self.job_id, self.poll_interval, inbox)
+        try:
+            while True:
+                item = await self._next(inbox)
+                if item is None:
+                    yield self._timeout_event()
+                    return
+                source, data = item
+                if source == "callback":
+                    result = await self._confirm(poller, data)
+                    if result is None:
+                        continue
+                else:
+                    result = data
+                event = self._evaluate(result)
+                if event is not None:
+                    yield event
+                    return
+        finally:
+            sub.close()
+            if registration is not None:
+                registration.close()
+
+    async def _confirm(self, poller: Any, message: callback_listener.CallbackMessage) -> PollResult | None:
+        """A callback is only a hint: query the job once and trust only CI's answer."""
+        claimed = message.for_job(self.job_id)
+        if not claimed:
+            self.log.warning("Ignoring a callback for other job(s) %s", [j.get("JobId") for j in message.jobs])
+            return None
+        claimed_state = claimed[-1].get("State")
+        self.log.info("Callback (%s) for CI job %s claims state %s; confirming", message.fmt, self.job_id,
+                      claimed_state)
+        try:
+            result = (await poller.fetch([self.job_id]))[self.job_id]
+        except TencentCloudError as err:
+            if err.retryable:
+                self.log.warning("Could not confirm the callback now (%s); the fallback poll will", err)
+                return None
+            return PollResult(self.job_id, error=err)
+        if result.state is not None and result.state != claimed_state:
+            self.log.warning(
+                "Callback for CI job %s claims %s but CI reports %s; ignoring the claim",
+                self.job_id,
+                claimed_state,
+                result.state,
+            )
+        return result
+
+
+# -- event trigger ------------------------------------------------------------------------------------------
+def _parse_job_time(value: Any) -> float | None:
+    if not isinstance(value, str) or not value or value == "-":
+        return None
+    for fmt in (JOB_TIME_FORMAT, "%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            parsed = datetime.strptime(value, fmt)
+        except ValueError:
+            continue
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return parsed.timestamp()
+    return None
+
+
+def _format_job_time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime(JOB_TIME_FORMAT)
+
+
+# In-memory cursors when Airflow offers no asset_state_store (< 3.3, or a trigger not bound to an asset):
+# a trigger rebuilt in the same process resumes from here instead of re-emitting.
+_MEMORY_CURSORS: dict[str, dict[str, Any]] = {}
+MAX_SEEN = 5000
+
+
+class CIJobEventTrigger(BaseEventTrigger):
+    """One asset event per finished CI job (TaskFinish/WorkflowFinish), deduplicated by JobId.
+
+    Sources: callbacks on a named listener channel (set the CI queue's or the jobs' CallBack URL to
+    ``callback_listener.callback_url(callback_listener.channel_token(channel))``), and a job-list poll that
+    catches whatever callbacks missed. Every candidate is confirmed by CI's query/list API. The cursor (a
+    creation-time watermark plus the JobIds already emitted) lives in ``asset_state_store`` where Airflow injects
+    one (3.3+), in process memory otherwise; it is written *before* an event is yielded, so a crash can lose
+    at most that one event but never emits a job twice.
+
+    :param bucket: full bucket name.
+    :param tag: job tag to watch (``SegmentVideoBody``).
+    :param channel: optional callback channel name.
+    :param poll_interval: seconds between list polls.
+    :param lookback_seconds: on first start (no cursor), report jobs created this long ago or later.
+    :param states: terminal states to report (default Success, Failed, Cancel).
+    :param max_pages: list pages (100 jobs each) read per poll at most.
+    """
+
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        tencentcloud_conn_id: str = DEFAULT_CONN_ID,
+        region: str | None = None,
+        tag: str = SEGMENT_VIDEO_BODY_TAG,
+        channel: str | None = None,
+        poll_interval: float = 60.0,
+        lookback_seconds: float = 3600.0,
+        states: list[str] | None = None,
+        max_pages: int = 10,
+    ) -> None:
+        super().__init__()
+        self.bucket = bucket
+        self.tencentcloud_conn_id = tencentcloud_conn_id
+        self.region = region
+        self.tag = tag
+        self.channel = channel
+        self.poll_interval = float(poll_interval)
+        self.lookback_seconds = float(lookback_seconds)
+        self.states = sorted(states) if states else sorted(JOB_TERMINAL_STATES)
+        self.max_pages = max_pages
+        self._cursor: dict[str, Any] | None = None
+        self._inflight: set[str] = set()
+        self._hook: Any = None
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "bucket": self.bucket,
+                "tencentcloud_conn_id": self.tencentcloud_conn_id,
+                "region": self.region,
+                "tag": self.tag,
+                "channel": self.channel,
+                "poll_interval": self.poll_interval,
+                "lookback_seconds": self.lookback_seconds,
+                "states": self.states,
+                "max_pages": self.max_pages,
+            },
+        )
+
+    # -- cursor ---------------------------------------------------------------------------------------------
+    @property
+    def cursor_key(self) -> str:
+        return f"tencent_ci_job_events:{self.tencentcloud_conn_id}:{self.region}:{self.bucket}:{self.tag}"
+
+    def _store(self) -> Any:
+        return getattr(self, "asset_state_store", None)
+
+    async def _load_cursor(self) -> dict[str, Any]:
+        cursor: Any = None
+        store = self._store()
+        if store is not None:
+            try:
+                cursor = await store.aget(self.cursor_key)
+            except Exception as err:  # e.g. several assets share this trigger: no single accessor
+                self.log.warning("asset_state_store unavailable (%s); keeping the cursor in memory", err)
+                store = None
+        if not isinstance(cursor, dict):
+            cursor = _MEMORY_CURSORS.get(self.cursor_key)
+        if not isinstance(cursor, dict):
+            cursor = {"watermark": time.time() - self.lookback_seconds, "seen": {}}
+        cursor.setdefault("seen", {})
+        return cursor
+
+    async def _save_cursor(self) -> None:
+        assert self._cursor is not None
+        seen: dict[str, float] = self._cursor["seen"]
+        if len(seen) > MAX_SEEN:  # keep the newest ids; anything older is behind the watermark anyway
+            for job_id in sorted(seen, key=seen.__getitem__)[: len(seen) - MAX_SEEN]:
+                del seen[job_id]
+        _MEMORY_CURSORS[self.cursor_key] = self._cursor
+        store = self._store()
+        if store is not None:
+            try:
+                await store.aset(self.cursor_key, self._cursor)
+            except Exception as err:
+                self.log.warning("Could not persist the job-event cursor (%s); kept in memory", err)
+
+    @property
+    def hook(self) -> Any:
+        if self._hook is None:
+            from airflow_provider_tencent_ci.hooks.ci import CIHook
+
+            self._hook = CIHook(tencentcloud_conn_id=self.tencentcloud_conn_id, region=self.region)
+        return self._hook
+
+    # -- run ------------------------------------------------------------------------------------------------
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        self._cursor = await self._load_cursor()
+        inbox: asyncio.Queue = asyncio.Queue()
+        registration = None
+        if self.channel:
+            try:
+                listener = await asyncio.to_thread(callback_listener.get_listener)
+                registration = listener.register(callback_listener.channel_token(self.channel), inbox)
+            except OSError as err:
+                self.log.warning("CI callback listener unavailable (%s); polling only", err)
+        try:
+            next_poll = 0.0
+            while True:
+                delay = next_poll - time.monotonic()
+                if delay <= 0:
+                    next_poll = time.monotonic() + self.poll_interval
+                    for event in await self._poll():
+                        yield event
+                    continue
+                try:
+                    _, message = await asyncio.wait_for(inbox.get(), timeout=delay)
+                except asyncio.TimeoutError:
+                    continue
+                for event in await self._from_callback(message):
+                    yield event
+        finally:
+            if registration is not None:
+                registration.close()
+
+    def _is_new(self, job_id: str) -> bool:
+        assert self._cursor is not None
+        return job_id not in self._cursor["seen"] and job_id not in self._inflight
+
+    async def _emit(self, jobs: list[tuple[dict[str, Any], str, str]]) -> list[TriggerEvent]:
+        """Mark jobs seen, persist the cursor, then build their events (persist first: never twice)."""
+        assert self._cursor is not None
+        events = []
+        for job, event_name, source in jobs:
+            job_id = str(job.get("JobId"))
+            if job_id in self._cursor["seen"]:
+                continue
+            self._cursor["seen"][job_id] = _parse_job_time(job.get("CreationTime")) or time.time()
+            events.append(
+                TriggerEvent(
+                    {
+                        "job_id": job_id,
+                        "state": job.get("State"),
+                        "code": job.get("Code"),
+                        "message": job.get("Message"),
+                        "event_name": event_name,
+                        "bucket": self.bucket,
+                        "tag": job.get("Tag", self.tag),
+                        "source": source,
+                        "job": job,
+                    }
+                )
+            )
+        if events:
+            await self._save_cursor()
+        return events
+
+    async def _from_callback(self, message: callback_listener.CallbackMessage) -> list[TriggerEvent]:
+        ids = [str(j["JobId"]) for j in message.jobs if self._is_new(str(j["JobId"]))]
+        if not ids:
+            return []  # duplicated callback, or already reported by the poll
+        self._inflight.update(ids)
+        try:
+            query = await self.hook.aget_jobs(self.bucket, ids)
+        except TencentCloudError as err:
+            self.log.warning("Could not confirm a callback for %s (%s); the list poll will catch it", ids, err)
+            return []
+        finally:
+            self._inflight.difference_update(ids)
+        confirmed = []
+        # A job created before the watermark was already judged by the list poll (emitted or filtered).
+        judged_before = float(self._cursor["watermark"]) - 60 if self._cursor else 0.0
+        for job in getattr(query, "jobs", []) or []:
+            created = _parse_job_time(job.get("CreationTime"))
+            if created is not None and created < judged_before:
+                continue
+            if job.get("State") in self.states and job.get("Tag", self.tag) == self.tag:
+                confirmed.append((job, message.event_name or _event_name(job), "callback"))
+            else:
+                self.log.info("Callback for job %s not confirmed (CI reports %s)", job.get("JobId"), job.get("State"))
+        return await self._emit(confirmed)
+
+    async def _poll(self) -> list[TriggerEvent]:
+        assert self._cursor is not None
+        watermark = float(self._cursor["watermark"])
+        # Small overlap: creation times have one-second resolution and clocks differ.
+        start = _format_job_time(watermark - 60)
+        oldest_active: float | None = None
+        newest: float | None = None
+        found: list[tuple[dict[str, Any], str, str]] = []
+        next_token = ""
+        try:
+            for _ in range(max(1, self.max_pages)):
+                page = await self.hook.alist_jobs(
+                    self.bucket,
+                    self.tag,
+                    start_creation_time=start,
+                    size=JOB_LIST_MAX_SIZE,
+                    next_token=next_token,
+                    order_by_time="Asc",
+                )
+                for job in getattr(page, "jobs", []) or []:
+                    created = _parse_job_time(job.get("CreationTime"))
+                    if created is not None:
+                        newest = created if newest is None else max(newest, created)
+                    state = job.get("State")
+                    if state not in JOB_TERMINAL_STATES:
+                        if created is not None:
+                            oldest_active = created if oldest_active is None else min(oldest_active, created)
+                        continue
+                    job_id = str(job.get("JobId"))
+                    if state in self.states and self._is_new(job_id):
+                        found.append((job, _event_name(job), "poll"))
+                next_token = getattr(page, "next_token", "") or ""
+                if not next_token:
+                    break
+        except TencentCloudError as err:
+            self.log.warning("Listing CI jobs failed (%s); retrying next poll", err)
+            return []
+        # Advance the watermark: everything created before the oldest still-active job has been judged.
+        if oldest_active is not None:
+            self._cursor["watermark"] = max(watermark, oldest_active)
+        elif newest is not None:
+            self._cursor["watermark"] = max(watermark, newest)
+        floor = float(self._cursor["watermark"]) - 120
+        seen = self._cursor["seen"]
+        for job_id in [j for j, created in seen.items() if created < floor]:
+            del seen[job_id]
+        events = await self._emit(found)
+        if not events:
+            await self._save_cursor()
+        return events
+
+
+def _event_name(job: dict[str, Any]) -> str:
+    return CALLBACK_EVENT_WORKFLOW_FINISH if job.get("Workflow") else CALLBACK_EVENT_TASK_FINISH
+
+
+def deadline_from(max_wait: float | timedelta | None) -> float | None:
+    """An absolute deadline (epoch seconds) for ``end_time`` from a max wait."""
+    if max_wait is None:
+        return None
+    seconds = max_wait.total_seconds() if isinstance(max_wait, timedelta) else float(max_wait)
+    return time.time() + seconds
+
+
+__all__ = [
+    "CIJobCallbackTrigger",
+    "CIJobEventTrigger",
+    "CIJobTrigger",
+    "cancel_job_best_effort",
+    "deadline_from",
+]

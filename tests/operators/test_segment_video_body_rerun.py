@@ -1,0 +1,94 @@
+"""Rerun safety: a task killed right after CreateJob (before anything is persisted) reattaches on rerun."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Any
+
+import pytest
+
+from tests.operators.test_segment_video_body import FakeTI, _op
+from tests.triggers.helpers import put_input, wait_until
+
+_CHILD = textwrap.dedent(
+    """
+    from airflow_provider_tencent_ci.operators.segment_video_body import SegmentVideoBodyOperator
+
+    class TI:
+        dag_id, task_id, run_id, map_index = "d", "svb", "manual__1", -1
+        def xcom_push(self, key, value):
+            pass
+
+    op = SegmentVideoBodyOperator(task_id="svb", bucket="examplebucket", input_object="input/test.mp4",
+                                  output_object="out/person.mp4", poll_interval=0.1, deferrable=False)
+    op.execute({"ti": TI()})
+    """
+)
+
+
+@pytest.fixture
+def emu(tencent_conn: Any) -> Any:
+    tencent_conn.set_job_timing(30, 30)
+    put_input(tencent_conn)
+    return tencent_conn
+
+
+def _kill_after_create(emu: Any) -> None:
+    child = subprocess.Popen([sys.executable, "-c", _CHILD], env=dict(os.environ), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while emu.stats.count(operation="CreateJob") < 1:
+            assert child.poll() is None, child.stderr.read().decode() if child.stderr else "child exited"
+            assert time.monotonic() < deadline, "the child never submitted"
+            time.sleep(0.005)
+        child.send_signal(signal.SIGKILL)  # the worker dies right after CreateJob
+    finally:
+        child.wait(30)
+    assert child.returncode == -signal.SIGKILL
+
+
+def test_rerun_after_crash_reattaches_to_the_one_job(emu: Any) -> None:
+    _kill_after_create(emu)
+    assert len(emu.jobs) == 1
+    first = emu.jobs[0]["JobId"]
+
+    # The retry (same dag/task/run/map index) finds the job through its UserData marker: no second CreateJob.
+    job = _op(deferrable=False, wait_for_completion=False).execute({"ti": FakeTI()})  # type: ignore[arg-type]
+    assert job["JobId"] == first
+    assert emu.stats.count(operation="CreateJob") == 1
+
+    # Once it succeeded (output present), a cleared task returns it instead of submitting again.
+    emu.force_job_outcome(first, "Success")
+    done = _op(deferrable=False).execute({"ti": FakeTI()})  # type: ignore[arg-type]
+    assert done["JobId"] == first and done["State"] == "Success"
+    assert len(emu.jobs) == 1 and emu.stats.count(operation="CreateJob") == 1
+
+
+def test_rerun_after_failed_job_submits_anew(emu: Any) -> None:
+    first = _op(deferrable=False, wait_for_completion=False).execute({"ti": FakeTI()})  # type: ignore[arg-type]
+    emu.force_job_outcome(first["JobId"], "Failed", code="X", message="y")
+    second = _op(deferrable=False, wait_for_completion=False).execute({"ti": FakeTI()})  # type: ignore[arg-type]
+    assert second["JobId"] != first["JobId"]
+    assert emu.stats.count(operation="CreateJob") == 2
+
+
+def test_success_without_output_submits_anew(emu: Any) -> None:
+    first = _op(deferrable=False, wait_for_completion=False).execute({"ti": FakeTI()})  # type: ignore[arg-type]
+    emu.force_job_outcome(first["JobId"], "Success")
+    wait_until(lambda: emu.get_object("examplebucket", "out/person.mp4") is not None)
+    emu.store.delete(emu.bucket_name("examplebucket"), "out/person.mp4")
+    again = _op(deferrable=False, wait_for_completion=False).execute({"ti": FakeTI()})  # type: ignore[arg-type]
+    assert again["JobId"] != first["JobId"]
+
+
+def test_other_runs_do_not_reattach(emu: Any) -> None:
+    one = _op(deferrable=False, wait_for_completion=False).execute({"ti": FakeTI(run_id="r1")})  # type: ignore[arg-type]
+    two = _op(deferrable=False, wait_for_completion=False).execute({"ti": FakeTI(run_id="r2")})  # type: ignore[arg-type]
+    assert one["JobId"] != two["JobId"]
+    assert emu.stats.count(operation="CreateJob") == 2

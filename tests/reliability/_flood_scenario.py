@@ -1,0 +1,78 @@
+"""The flood scenario shared by the short run (``make test``) and the soak (``-m soak``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.reliability import _jobs, _support
+from tests.reliability._support import BUCKET, FULL_BUCKET
+from tests.reliability.test_callback_listener_hostile import rss_kib
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_flood(emu: Any, conn_id: str, monkeypatch: pytest.MonkeyPatch, rate: int, seconds: float) -> dict[str, Any]:
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+    from airflow_provider_tencent_ci.triggers.ci_job import CIJobCallbackTrigger
+
+    emu.put_object(BUCKET, "in/flood.mp4", _support.mp4_bytes())
+    emu.set_job_timing(0.0, 3600)
+    with _jobs.private_listener(monkeypatch, read_timeout=2.0) as listener:
+        nonce = cl.new_nonce()
+        token = cl.token_for_nonce(nonce)
+        job_id = _jobs.submit(conn_id, emu, "in/flood.mp4", "out/flood.png", cl.callback_url(token))
+        trigger = CIJobCallbackTrigger(job_id=job_id, bucket=FULL_BUCKET, tencentcloud_conn_id=conn_id,
+                                       poll_interval=600, end_time=time.time() + seconds + 120, callback_nonce=nonce)
+        result: dict[str, Any] = {}
+
+        async def scenario() -> list[Any]:
+            events: list[Any] = []
+
+            async def run_trigger() -> None:
+                async for ev in trigger.run():
+                    events.append(ev)
+                    return
+
+            task = asyncio.create_task(run_trigger())
+            await asyncio.sleep(0.5)
+            rss_before = rss_kib()
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tests.reliability._flood", str(listener.port), str(rate), str(seconds),
+                f"/{cl.new_nonce()}.{'B' * 32}", f"/{token}", f"/{cl.token_for_nonce(cl.new_nonce())}", job_id,
+                cwd=str(REPO), stdout=asyncio.subprocess.PIPE,
+            )
+            out, _ = await proc.communicate()
+            result.update(json.loads(out.decode().strip().splitlines()[-1]))
+            result["rss_growth_mib"] = round((rss_kib() - rss_before) / 1024, 1)
+            result["events_during_flood"] = len(events)
+            result["listener_running"] = listener.running
+            await asyncio.to_thread(emu.force_job_outcome, job_id, "Success")
+            await asyncio.wait_for(task, 60)
+            return events
+
+        events = asyncio.run(scenario())
+        result["early_buffer_tokens"] = len(listener._early)
+    result["final_events"] = len(events)
+    result["final_status"] = events[0].payload["status"] if events else None
+    result["jobs_in_emulator"] = len(emu.jobs)
+    return result
+
+
+def check_flood(result: dict[str, Any]) -> None:
+    statuses = result["statuses"]
+    assert sum(statuses.values()) == result["sent"]
+    bad = {k: v for k, v in statuses.items() if not k.endswith((":200", ":404", ":400"))}
+    assert not bad, f"unanswered or unexpected answers: {bad}"
+    assert all(k.startswith(("wrong:404", "malformed:400", "forged:200", "good:200")) for k in statuses), statuses
+    assert result["events_during_flood"] == 0
+    assert result["listener_running"]
+    assert result["final_events"] == 1 and result["final_status"] == "success"
+    assert result["rss_growth_mib"] < 100, result

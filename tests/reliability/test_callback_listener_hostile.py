@@ -1,0 +1,252 @@
+"""Hostile input at the callback listener, with a real CIJobCallbackTrigger waiting on a real emulator job.
+
+The listener must answer every bad request with a 4xx (or cut it at its read deadline), keep answering good
+callbacks, never let a callback complete a task by itself (the trigger confirms with CI), and keep its memory
+bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.reliability import _jobs, _support
+from tests.reliability._support import BUCKET, FULL_BUCKET
+
+BOMB = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+ <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+ <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+ <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+ <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<Response><EventName>TaskFinish</EventName><JobsDetail><JobId>JOBID</JobId><State>&lol9;</State>
+</JobsDetail></Response>"""
+
+XXE = b"""<?xml version="1.0"?>
+<!DOCTYPE r [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<Response><EventName>TaskFinish</EventName><JobsDetail><JobId>JOBID</JobId><State>Success</State>
+<Message>&xxe;</Message></JobsDetail></Response>"""
+
+XXE_PARAM = b"""<?xml version="1.0"?>
+<!DOCTYPE r [<!ENTITY % remote SYSTEM "http://127.0.0.1:9/x.dtd"> %remote;]>
+<Response><JobsDetail><JobId>JOBID</JobId><State>Success</State></JobsDetail></Response>"""
+
+
+def rss_kib() -> int:
+    with open(f"/proc/{os.getpid()}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def forged_xml(job_id: str, state: str = "Success") -> bytes:
+    return (
+        "<Response><EventName>TaskFinish</EventName><JobsDetail><Code>Success</Code><Message></Message>"
+        f"<JobId>{job_id}</JobId><State>{state}</State><Tag>SegmentVideoBody</Tag></JobsDetail></Response>"
+    ).encode()
+
+
+async def raw_post(port: int, path: str, body: bytes, content_type: str = "application/xml",
+                   extra_headers: str = "", declared_length: int | None = None, timeout: float = 10.0) -> int:
+    """POST over a raw socket (full control of the bytes); returns the status code, 0 if the server just closed."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        length = len(body) if declared_length is None else declared_length
+        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {length}\r\n{extra_headers}\r\n")
+        writer.write(head.encode() + body)
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        return int(line.split()[1]) if line else 0
+    except (ConnectionError, asyncio.IncompleteReadError):
+        return 0
+    finally:
+        writer.close()
+
+
+async def slowloris(port: int, path: str, trickle_seconds: float) -> tuple[int, float]:
+    """Send the request one byte at a time, 50 ms apart; returns (status, seconds until the server answered)."""
+    start = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    payload = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/xml\r\nContent-Length: 500\r\n\r\n"
+    try:
+        for ch in payload.encode():
+            if time.monotonic() - start > trickle_seconds:
+                break
+            writer.write(bytes([ch]))
+            try:
+                await writer.drain()
+            except ConnectionError:
+                break
+            await asyncio.sleep(0.05)
+            if reader.at_eof():
+                break
+        line = await asyncio.wait_for(reader.readline(), 10)
+        return (int(line.split()[1]) if line else 0), time.monotonic() - start
+    except (ConnectionError, asyncio.IncompleteReadError):
+        return 0, time.monotonic() - start
+    finally:
+        writer.close()
+
+
+def test_listener_survives_hostile_callbacks_and_completes_only_the_real_one(
+    emu: Any, fast_conn: str, monkeypatch: pytest.MonkeyPatch, figures: Any
+) -> None:
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+    from airflow_provider_tencent_ci.triggers.ci_job import CIJobCallbackTrigger
+
+    emu.set_job_timing(0.05, 0.05)
+    emu.put_object(BUCKET, "in/a.mp4", _support.mp4_bytes())
+    emu.put_object(BUCKET, "in/b.mp4", _support.mp4_bytes())
+    with _jobs.private_listener(monkeypatch, read_timeout=1.0, max_body_bytes=64 * 1024) as listener:
+        port = listener.port
+        # Job B finishes normally first: its real callback body is what an attacker would replay.
+        nonce_b = cl.new_nonce()
+        job_b = _jobs.submit(fast_conn, emu, "in/b.mp4", "out/b.png", cl.callback_url(cl.token_for_nonce(nonce_b)))
+        assert _jobs.wait_until(lambda: any(c["job_id"] == job_b and c.get("status") == 200
+                                            for c in emu.callbacks_sent), 10)
+        replay_body = next(c["body"] for c in emu.callbacks_sent if c["job_id"] == job_b).encode()
+        # Job A is the one our trigger waits for; it is held Running until we release it.
+        emu.set_job_timing(0.0, 3600)
+        nonce = cl.new_nonce()
+        token = cl.token_for_nonce(nonce)
+        job_a = _jobs.submit(fast_conn, emu, "in/a.mp4", "out/a.png", cl.callback_url(token))
+        path = f"/{token}"
+        trigger = CIJobCallbackTrigger(job_id=job_a, bucket=FULL_BUCKET, tencentcloud_conn_id=fast_conn,
+                                       poll_interval=300, end_time=time.time() + 120, callback_nonce=nonce)
+        statuses: dict[str, Any] = {}
+        rss_before = rss_kib()
+
+        async def scenario() -> list[Any]:
+            events: list[Any] = []
+
+            async def run_trigger() -> None:
+                async for ev in trigger.run():
+                    events.append(ev)
+                    return
+
+            task = asyncio.create_task(run_trigger())
+            await asyncio.sleep(0.5)  # registered, first poll done (Running)
+            forged = forged_xml(job_a)
+            wrong = f"/{cl.new_nonce()}.{'A' * 32}"
+            statuses["wrong_token"] = await raw_post(port, wrong, forged)
+            statuses["no_token"] = await raw_post(port, "/", forged)
+            statuses["forged_state"] = await raw_post(port, path, forged)
+            statuses["forged_failed_json"] = await raw_post(
+                port, path, b'{"EventName":"TaskFinish","JobsDetail":{"JobId":"%s","State":"Failed"}}'
+                % job_a.encode(), "application/json")
+            statuses["replay_other_job"] = await raw_post(port, path, replay_body)
+            statuses["malformed_xml"] = await raw_post(port, path, b"<Response><JobsDetail><JobId>")
+            statuses["malformed_json"] = await raw_post(port, path, b'{"JobsDetail": [', "application/json")
+            statuses["json_wrong_shape"] = await raw_post(port, path, b'[1, 2, 3]', "application/json")
+            statuses["xml_bomb"] = await raw_post(port, path, BOMB.replace(b"JOBID", job_a.encode()))
+            statuses["xxe_file"] = await raw_post(port, path, XXE.replace(b"JOBID", job_a.encode()))
+            statuses["xxe_parameter_entity"] = await raw_post(port, path, XXE_PARAM.replace(b"JOBID", job_a.encode()))
+            statuses["over_size_cap"] = await raw_post(port, path, b"<Response>" + b"x" * (65 * 1024) + b"</Response>")
+            statuses["huge_declared_length"] = await raw_post(port, path, b"", declared_length=10**12)
+            statuses["chunked"] = await raw_post(
+                port, path, b"5\r\nhello\r\n0\r\n\r\n", extra_headers="Transfer-Encoding: chunked\r\n")
+            statuses["get_method"] = await _get(port, path)
+            statuses["short_body_stall"] = await raw_post(port, path, b"<Resp", declared_length=100)
+            # Slowloris: 50 connections trickling bytes; good callbacks must still be answered meanwhile.
+            slow = [asyncio.create_task(slowloris(port, path, 5.0)) for _ in range(50)]
+            await asyncio.sleep(0.2)
+            good_during = [await raw_post(port, f"/{cl.token_for_nonce(cl.new_nonce())}", forged_xml("x" * 33))
+                           for _ in range(5)]
+            statuses["good_during_slowloris"] = good_during
+            slow_results = await asyncio.gather(*slow)
+            statuses["slowloris"] = sorted({s for s, _ in slow_results})
+            statuses["slowloris_max_seconds"] = round(max(t for _, t in slow_results), 2)
+            await asyncio.sleep(0.5)
+            statuses["events_before_release"] = len(events)
+            # Now CI really finishes job A: its callback arrives, is confirmed, and completes the trigger.
+            await asyncio.to_thread(emu.force_job_outcome, job_a, "Success")
+            await asyncio.wait_for(task, 30)
+            return events
+
+        events = asyncio.run(scenario())
+        rss_after = rss_kib()
+        still_running = listener.running
+
+    assert statuses["wrong_token"] == 404
+    assert statuses["no_token"] == 404
+    assert statuses["forged_state"] == 200  # routed, but only a hint
+    assert statuses["forged_failed_json"] == 200
+    assert statuses["replay_other_job"] == 200
+    for name in ("malformed_xml", "malformed_json", "json_wrong_shape", "xml_bomb", "xxe_file",
+                 "xxe_parameter_entity"):
+        assert statuses[name] == 400, (name, statuses[name])
+    assert statuses["over_size_cap"] == 413
+    assert statuses["huge_declared_length"] == 413
+    assert statuses["chunked"] == 411
+    assert statuses["get_method"] == 405
+    assert statuses["short_body_stall"] == 408
+    assert statuses["good_during_slowloris"] == [200] * 5
+    assert set(statuses["slowloris"]) <= {408, 0}
+    assert statuses["events_before_release"] == 0, "a forged or replayed callback completed the trigger"
+    assert len(events) == 1
+    payload = events[0].payload
+    assert payload["status"] == "success" and payload["job_id"] == job_a and payload["state"] == "Success"
+    assert still_running
+    growth_mib = (rss_after - rss_before) / 1024
+    assert growth_mib < 50, growth_mib
+    figures.record(
+        "callback listener: hostile requests",
+        bad_requests=sum(1 for k, v in statuses.items() if isinstance(v, int) and k != "events_before_release"),
+        slowloris_connections=50,
+        slowloris_cut_after_s=statuses["slowloris_max_seconds"],
+        good_answered_during_slowloris=sum(1 for s in statuses["good_during_slowloris"] if s == 200),
+        tasks_completed_falsely=statuses["events_before_release"],
+        real_completion_events=len(events),
+        rss_growth_mib=round(growth_mib, 1),
+    )
+
+
+async def _get(port: int, path: str) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 10)
+        return int(line.split()[1]) if line else 0
+    finally:
+        writer.close()
+
+
+def test_unkeyed_listener_buffer_is_bounded_in_bytes(monkeypatch: pytest.MonkeyPatch, figures: Any) -> None:
+    """Without a token key every well-formed token is accepted, and callbacks for tokens nobody waits for are
+    buffered (a callback may beat its trigger). Flooding distinct tokens with bodies near the size cap must not
+    grow memory without bound: the buffer must be capped in bytes, not only in tokens x messages."""
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+
+    monkeypatch.delenv("AIRFLOW__CORE__FERNET_KEY", raising=False)
+    monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "")
+    with _jobs.private_listener(monkeypatch, token_key=None) as listener:
+        assert cl._token_key() is None
+        filler = "m" * (1024 * 1024 - 400)
+        body = forged_xml("a" + "0" * 32).replace(b"<Message></Message>", f"<Message>{filler}</Message>".encode())
+        assert len(body) < listener.max_body_bytes
+        before = rss_kib()
+
+        async def flood() -> list[int]:
+            return [await raw_post(listener.port, f"/{uuid.uuid4().hex}", body) for _ in range(150)]
+
+        statuses = asyncio.run(flood())
+        growth_mib = (rss_kib() - before) / 1024
+    figures.record("callback listener: unkeyed early-buffer flood (150 x 1 MiB)",
+                   accepted=statuses.count(200), rss_growth_mib=round(growth_mib, 1))
+    assert growth_mib < 64, f"buffered callbacks for unknown tokens grew RSS by {growth_mib:.0f} MiB"
