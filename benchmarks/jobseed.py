@@ -30,7 +30,7 @@ async def create_jobs(
     n: int,
     input_key: str,
     callback_for: Callable[[int], str | None] | None = None,
-    concurrency: int = 64,
+    concurrency: int = 16,
 ) -> list[str]:
     """Create ``n`` jobs on the emulator described by ``info`` (EmulatorProcess.info); returns their JobIds in
     creation order. ``callback_for(i)`` gives job i's CallBack URL (None: no callback)."""
@@ -42,12 +42,14 @@ async def create_jobs(
     )
     client = CosS3Client(conf, retry=0)
     url = conf.uri(bucket=bucket, path="/jobs", endpoint=conf._endpoint_ci)
+    host = url.split("://", 1)[1].split("/", 1)[0]
+    # Straight to the emulator with the real Host header (what a proxy would forward): httpx's proxy transport
+    # costs several times more client CPU per request than the request itself.
+    direct = info["url"].rstrip("/") + "/jobs"
     ids: list[str | None] = [None] * n
     sem = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(
-        mounts={"http://": httpx.AsyncHTTPTransport(proxy=info["url"], limits=limits)}, timeout=60, trust_env=False
-    ) as http:
+    async with httpx.AsyncClient(limits=limits, timeout=60, trust_env=False) as http:
 
         async def one(i: int) -> None:
             body = _request_xml(input_key, bucket, f"out/job-{i}.mp4", info["region"],
@@ -56,7 +58,9 @@ async def create_jobs(
             async with sem:
                 for attempt in range(5):
                     resp = await http.post(
-                        url, content=body, headers={"Authorization": auth, "Content-Type": "application/xml"}
+                        direct,
+                        content=body,
+                        headers={"Host": host, "Authorization": auth, "Content-Type": "application/xml"},
                     )
                     if resp.status_code < 500:
                         break

@@ -136,12 +136,13 @@ def write_html(sections: list[Section], out_dir: Path, *, title: str, summary_li
         parts.append("<table><tr><th></th>" + "".join(f"<th>{html.escape(t)}</th>" for t in titles) + "</tr>")
         for r_index, row in enumerate(section.rows):
             parts.append(f"<tr><th>{html.escape(row.label)}</th>")
-            by_title = {cell.title: cell for cell in row.cells}
+            by_title = {c.title: c for c in row.cells}
             for c_index, t in enumerate(titles):
-                cell = by_title.get(t)
-                if cell is None:
+                found = by_title.get(t)
+                if found is None:
                     parts.append("<td></td>")
                     continue
+                cell = found
                 inner = ""
                 if cell.data:
                     name = f"{s_index}-{r_index}-{c_index}-{_slug(row.label)}-{_slug(t)}{_sniff_ext(cell.data)}"

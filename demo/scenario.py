@@ -32,7 +32,7 @@ class Seeded:
 
 def put_if_changed(hook: Any, bucket: str, key: str, data: bytes, content_type: str) -> Seeded:
     head = hook.head_object(bucket, key)
-    md5 = hashlib.md5(data).hexdigest()  # noqa: S324 - COS's ETag of a simple upload is the MD5
+    md5 = hashlib.md5(data).hexdigest()
     if head and str(head.get("ETag") or "").strip('"') == md5 and head.get("Content-Length") == len(data):
         return Seeded(key, False, head.get("Last-Modified"))
     hook.put_object(bucket, key, data, content_type=content_type)

@@ -111,10 +111,13 @@ with DAG(
         """Copy one finished job's output under the publish prefix, with a manifest."""
         import json
 
+        from airflow.sdk import get_current_context
+
         from airflow_provider_tencent_ci.hooks.ci import CIHook
 
         job_id = str(job["JobId"])
-        context["job_id"] = job_id  # names this mapped instance in the UI
+        # Names this mapped instance in the UI (map_index_template).
+        get_current_context()["job_id"] = job_id  # type: ignore[typeddict-unknown-key]
         hook = CIHook()
         bucket = context["templates_dict"]["bucket"]
         prefix = f"{context['params']['publish_prefix']}/{job_id}"

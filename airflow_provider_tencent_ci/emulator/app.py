@@ -29,8 +29,10 @@ Scope = dict[str, Any]
 
 _BUCKET_HOST = re.compile(r"^(?P<bucket>[a-z0-9-]+-\d+)\.(?P<svc>cos|ci)\.(?P<region>[a-z0-9-]+)\.myqcloud\.com$")
 _SERVICE_HOST = "service.cos.myqcloud.com"
+_BDA_HOST = re.compile(r"^bda(\.[a-z0-9-]+)?\.tencentcloudapi\.com$")  # global or regional endpoint
 BDA_SERVICE = "bda"
 BDA_ACTIONS = {"SegmentCustomizedPortraitPic"}
+BDA_REGIONS = {"ap-beijing", "ap-guangzhou", "ap-shanghai"}  # regions the BDA API documents
 INSPECT_PREFIX = "/_emulator/"
 
 
@@ -189,7 +191,7 @@ class EmulatorApp:
             service, bucket, region = m.group("svc"), m.group("bucket"), m.group("region")
         elif host == _SERVICE_HOST:
             service = "service"
-        elif host in state.bda_hosts or "x-tc-action" in headers:
+        elif host in state.bda_hosts or _BDA_HOST.match(host) or "x-tc-action" in headers:
             service = "bda"
         else:
             service = "cos"
@@ -257,6 +259,10 @@ class EmulatorApp:
             req.secret_id = cred.secret_id
             if operation not in BDA_ACTIONS:
                 raise TcApiError("InvalidAction", f"The requested action {operation!r} does not exist.")
+            region = req.headers.get("x-tc-region", "")
+            req.region = region or None
+            if region and region not in BDA_REGIONS:
+                raise TcApiError("UnsupportedRegion", f"The action does not support the region {region!r}.")
         else:
             if req.service in ("cos", "ci"):
                 if req.bucket is None:
@@ -398,7 +404,7 @@ def _abort(receive: Any) -> None:
         raise RuntimeError("emulated connection reset")  # no transport: uvicorn answers 500, close enough
     transport.abort()
     with contextlib.suppress(AttributeError):
-        cycle.disconnected = True
+        cycle.disconnected = True  # type: ignore[union-attr]
 
 
 async def _read_body(receive: Any) -> bytes:

@@ -5,6 +5,7 @@ Importing this module is cheap: the emulator itself is imported when a fixture i
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -33,15 +34,9 @@ def tencent_conn(tencent_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) ->
     name, value = tencent_emulator.airflow_conn_env("tencentcloud_default")
     monkeypatch.setenv(name, value)
     for var in ("NO_PROXY", "no_proxy"):
-        current = [p for p in (tencent_emulator_env(var)).split(",") if p]
+        current = [p for p in os.environ.get(var, "").split(",") if p]
         for host in ("127.0.0.1", "localhost"):
             if host not in current:
                 current.append(host)
         monkeypatch.setenv(var, ",".join(current))
     return tencent_emulator
-
-
-def tencent_emulator_env(var: str) -> str:
-    import os
-
-    return os.environ.get(var, "")

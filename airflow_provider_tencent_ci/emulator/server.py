@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from .core import (
+    BDA_HOST,
     DEFAULT_APPID,
     DEFAULT_REGION,
     DEFAULT_SECRET_ID,
@@ -42,6 +43,7 @@ class Emulator:
         region: str = DEFAULT_REGION,
         buckets: Iterable[str] = ("examplebucket",),
         log_level: str = "warning",
+        bda_hosts: Iterable[str] = (),
     ) -> None:
         creds: list[Credential] | None = None
         if credentials is not None:
@@ -50,7 +52,12 @@ class Emulator:
         self._requested_port = port
         self.log_level = log_level
         self.state = EmulatorState(
-            appid=appid, default_region=region, data_dir=data_dir, credentials=creds, faults=faults
+            appid=appid,
+            default_region=region,
+            data_dir=data_dir,
+            credentials=creds,
+            faults=faults,
+            bda_hosts=(BDA_HOST, *bda_hosts),  # extra host names answered as BDA (private endpoints)
         )
         self.initial_buckets = [self.state.full_bucket(b) for b in buckets]
         for b in self.initial_buckets:
@@ -93,6 +100,7 @@ class Emulator:
             date_header=False,
             backlog=4096,
             timeout_keep_alive=30,
+            timeout_graceful_shutdown=5,  # stop() must not hang on in-flight slow (latency-faulted) calls
         )
         server = uvicorn.Server(config)
         self._server = server

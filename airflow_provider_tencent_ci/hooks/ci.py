@@ -21,12 +21,17 @@ from xml.etree.ElementTree import Element
 
 import httpx
 import requests
+import requests.adapters
 from defusedxml import ElementTree as DefusedET
 from qcloud_cos import CosS3Client
 from qcloud_cos.cos_auth import CosS3Auth
 from qcloud_cos.cos_comm import format_values
 
-from airflow_provider_tencent_ci.constants import JOB_LIST_MAX_SIZE, JOB_QUERY_BATCH_DEFAULT
+from airflow_provider_tencent_ci.constants import (
+    IMAGE_MAX_CONCURRENCY_LIMIT,
+    JOB_LIST_MAX_SIZE,
+    JOB_QUERY_BATCH_DEFAULT,
+)
 from airflow_provider_tencent_ci.exceptions import (
     ParameterValidationError,
     TencentCloudError,
@@ -205,6 +210,26 @@ def _normalise_upload_result(headers: Mapping[str, str], data: Any) -> dict[str,
     }
 
 
+
+_SESSIONS: dict[int, requests.Session] = {}
+
+
+def _http_session() -> requests.Session:
+    """One connection pool per process, sized for the batch path's largest concurrency.
+
+    The SDK's built-in pool holds 10 connections, fewer than ``max_concurrency`` allows, so a busy batch would
+    open and drop connections ("Connection pool is full"). Keyed by pid: a forked task process gets its own.
+    """
+    pid = os.getpid()
+    session = _SESSIONS.get(pid)
+    if session is None:
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=IMAGE_MAX_CONCURRENCY_LIMIT)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        _SESSIONS[pid] = session
+    return session
+
 class CIHook(TencentCloudBaseHook):
     """COS objects, CI image processing and CI jobs. See ARCHITECTURE.md for the contract."""
 
@@ -228,10 +253,12 @@ class CIHook(TencentCloudBaseHook):
     # ---- clients -------------------------------------------------------------------------------------------
     def get_conn(self) -> CosS3Client:
         """The hook's CosS3Client (built once; rebuilt only when temporary credentials rotate)."""
-        creds = self.get_credentials()
-        with self._lock:
+        return self._client_for(self.get_credentials())
+
+    def _client_for(self, creds: Credentials) -> CosS3Client:
+        with self._lock:  # no I/O here once credentials are known, so async callers may use it too
             if self._client is None or creds != self._client_creds:
-                self._client = CosS3Client(self._cos_config(creds=creds), retry=0)
+                self._client = CosS3Client(self._cos_config(creds=creds), retry=0, session=_http_session())
                 self._client_creds = creds
             return self._client
 
@@ -654,11 +681,7 @@ class CIHook(TencentCloudBaseHook):
 
         async def once() -> dict[str, Any]:
             creds = await self.aget_credentials()
-            with self._lock:  # get_conn() does no I/O once credentials are known
-                if self._client is None or creds != self._client_creds:
-                    self._client = CosS3Client(self._cos_config(creds=creds), retry=0)
-                    self._client_creds = creds
-                client = self._client
+            client = self._client_for(creds)
             headers: dict[str, str] = {}
             if creds.token:
                 headers["x-ci-security-token"] = creds.token

@@ -15,9 +15,8 @@ from urllib.parse import quote, urlencode
 from airflow.sdk import BaseOperatorLink
 
 if TYPE_CHECKING:
-    from airflow.sdk import BaseOperator
+    from airflow.sdk import BaseOperator, Context
     from airflow.sdk.types import TaskInstanceKey
-    from airflow.utils.context import Context
 
 CONSOLE_BASE = "https://console.cloud.tencent.com"
 
@@ -59,7 +58,8 @@ class COSObjectLink(TencentConsoleLink):
     key: ClassVar[str] = "cos_object"
 
     @classmethod
-    def format_url(cls, *, bucket: str, region: str | None = None, key: str = "", **_: Any) -> str:
+    def format_url(cls, **fields: Any) -> str:
+        bucket, key, region = str(fields["bucket"]), str(fields.get("key") or ""), fields.get("region")
         folder = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
         query: dict[str, str] = {"bucket": bucket}
         if region:
@@ -74,7 +74,7 @@ def common_folder(keys: list[str]) -> str:
         return ""
     folders = [k.split("/")[:-1] for k in keys]
     shared: list[str] = []
-    for parts in zip(*folders):
+    for parts in zip(*folders, strict=False):  # stops at the shortest folder
         if len(set(parts)) != 1:
             break
         shared.append(parts[0])

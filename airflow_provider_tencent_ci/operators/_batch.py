@@ -203,7 +203,7 @@ def cos_items(
         return [SourceItem("cos", bucket=bucket, key=key)]
     if keys is not None:
         return [SourceItem("cos", bucket=bucket, key=k) for k in dict.fromkeys(keys)]
-    items = []
+    items: list[SourceItem] = []
     for obj in hook.list_objects(bucket, prefix=prefix or ""):
         k = obj["Key"]
         if k.endswith("/"):  # a folder marker, not an image
@@ -220,7 +220,7 @@ def cos_items(
 def local_items(param: str, paths: str | Sequence[str]) -> list[SourceItem]:
     """Local sources: a file, a list of files, or a directory (its files, sorted, not recursive)."""
     entries = [paths] if isinstance(paths, str) else list(paths)
-    items = []
+    items: list[SourceItem] = []
     for p in entries:
         path = Path(p)
         if path.is_dir():
@@ -300,7 +300,7 @@ def write_atomic(path: str, chunks: Iterable[bytes]) -> int:
     return size
 
 
-class spooled_file:  # noqa: N801 - used as a context manager like tempfile helpers
+class spooled_file:  # lower-case: used like the tempfile context managers
     """A named temp file for a streamed body on its way to COS (never the whole body in memory)."""
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
@@ -384,7 +384,7 @@ def run_items(
     max_concurrency: int,
     throttle_rounds: int = 3,
     throttle_pause: float = 0.5,
-    logger: logging.Logger | None = None,
+    logger: Any = None,
 ) -> BatchOutcome:
     """Run ``fn`` on every item with at most ``max_concurrency`` in flight; never raises for an item.
 

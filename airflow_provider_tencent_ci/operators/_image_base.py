@@ -124,13 +124,15 @@ class ImageOperatorBase(BaseOperator):
         if self.source_keys is not None and not pending(self.source_keys):
             if rendered:
                 _batch.check_key_list("source_keys", self.source_keys)
-            elif isinstance(self.source_keys, (str, bytes)) or not isinstance(self.source_keys, Sequence):
+            elif (
+                isinstance(self.source_keys, (str, bytes))
+                or not isinstance(self.source_keys, Sequence)
+                or len(self.source_keys) == 0
+            ):
                 raise ParameterValidationError("source_keys", self.source_keys, "must be a non-empty list of keys")
-            elif len(self.source_keys) == 0:
-                raise ParameterValidationError("source_keys", self.source_keys, "must be a non-empty list of keys")
-        if self.source_prefix is not None and not pending(self.source_prefix):
-            if not isinstance(self.source_prefix, str):
-                raise ParameterValidationError("source_prefix", self.source_prefix, "must be a string")
+        prefix = self.source_prefix
+        if prefix is not None and not pending(prefix) and not isinstance(prefix, str):
+            raise ParameterValidationError("source_prefix", prefix, "must be a string")
         for name in ("modified_after", "modified_before"):
             value = getattr(self, name)
             if value is None or pending(value):
@@ -142,9 +144,8 @@ class ImageOperatorBase(BaseOperator):
             after = _batch.parse_time("modified_after", self.modified_after)
             before = _batch.parse_time("modified_before", self.modified_before)
             if after and before and after >= before:
-                raise ParameterValidationError(
-                    "modified_before", self.modified_before, f"must be later than modified_after={self.modified_after!r}"
-                )
+                rule = f"must be later than modified_after={self.modified_after!r}"
+                raise ParameterValidationError("modified_before", self.modified_before, rule)
         _batch.check_if_exists(self.if_exists)
         _batch.check_concurrency(self.max_concurrency)
         _batch.check_bool("continue_on_error", self.continue_on_error)

@@ -88,7 +88,7 @@ def _shrink(img: Any) -> bytes:
     scale = min(1.0, limit / img.width, limit / img.height)
     has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
     while True:
-        size = (max(1, int(img.width * scale)), max(1, int(img.height * scale)))
+        size = (max(1, min(limit, round(img.width * scale))), max(1, min(limit, round(img.height * scale))))
         resized = img.resize(size, Image.Resampling.LANCZOS) if size != img.size else img
         buf = io.BytesIO()
         if has_alpha:
@@ -223,7 +223,7 @@ class SegmentPortraitPartsOperator(ImageOperatorBase):
         paths = [n for n in _OUTPUT_PATHS if getattr(self, n) is not None]
         if not keys and not paths:
             raise ParameterValidationError(
-                "portrait_output_key/portrait_output_path", None, "at least one output (COS key or local path) is required"
+                "portrait_output_key/portrait_output_path", None, "at least one output (a COS key or a local path)"
             )
         if keys and self.bucket is None and self.output_bucket is None:
             raise ParameterValidationError(keys[0], getattr(self, keys[0]), "needs bucket or output_bucket")
@@ -301,7 +301,7 @@ class SegmentPortraitPartsOperator(ImageOperatorBase):
                 with open(item.path or "", "rb") as fh:
                     data = fh.read()
             else:
-                data = self.hook.get_object_bytes(item.bucket, item.key)
+                data = self.hook.get_object_bytes(item.bucket or "", item.key or "")
             data, resized = prepare_image(
                 self._source_param(item), item.label, data, auto_resize=_batch.as_bool(self.auto_resize)
             )

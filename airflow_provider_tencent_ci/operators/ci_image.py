@@ -153,7 +153,7 @@ class BaseCIImageOperator(ImageOperatorBase):
             self._check_key_template("upload_key", self.upload_key, many)
         else:
             self._forbid(("source_path", "upload_key"), f"{mode.value} mode reads the source from COS")
-            names = ("source_key", "source_keys", "source_prefix")
+            names: tuple[str, ...] = ("source_key", "source_keys", "source_prefix")
             if mode == ImageMode.DOWNLOAD:
                 names = (*names, "detect_url")
             else:
@@ -225,8 +225,8 @@ class BaseCIImageOperator(ImageOperatorBase):
             _batch.check_unique_outputs("output_key", outputs)
             # A batch never processes its own outputs (an output folder inside the source prefix).
             own = set(outputs)
-            items = [i for i in items if not (i.kind == "cos" and i.bucket == out_bucket and i.key in own)
-                     or len(items) == 1]
+            if len(items) > 1:
+                items = [i for i in items if not (i.kind == "cos" and i.bucket == out_bucket and i.key in own)]
             for i in items:
                 if i.kind == "cos" and i.bucket == out_bucket and _batch.fill_template(self.output_key, i) == i.key:
                     raise ParameterValidationError("output_key", self.output_key, f"would overwrite its source {i.key}")
@@ -266,13 +266,16 @@ class BaseCIImageOperator(ImageOperatorBase):
             if head is not None:
                 return self._skipped(doc, head)
         if mode == ImageMode.CLOUD:
-            result = self.hook.image_process(item.bucket, item.key, self._pic_operations(out_key))
+            result = self.hook.image_process(item.bucket or "", item.key or "", self._pic_operations(out_key))
         else:
             upload_key = _batch.fill_template(self.upload_key or "", item)
             bucket = self._full_bucket(self.bucket or "")
-            result = self.hook.put_object_with_pic_operations(bucket, upload_key, item.path, self._pic_operations(out_key))
+            ops = self._pic_operations(out_key)
+            result = self.hook.put_object_with_pic_operations(bucket, upload_key, item.path or "", ops)
             original = result.get("OriginalInfo") or {}
-            doc.update(original_bucket=bucket, original_key=upload_key, original_etag=_strip_etag(original.get("ETag")))
+            doc.update(
+                original_bucket=bucket, original_key=upload_key, original_etag=_strip_etag(original.get("ETag"))
+            )
         obj = _first_result(result)
         size = obj.get("Size")
         doc.update(
@@ -315,7 +318,7 @@ class BaseCIImageOperator(ImageOperatorBase):
                 if head is not None:
                     return self._skipped(doc, head)
         key = item.key if item.kind == "cos" else ""
-        response = self.hook.ci_process(item.bucket, key, self.ci_process.value, self._process_params(),
+        response = self.hook.ci_process(item.bucket or "", key or "", self.ci_process.value, self._process_params(),
                                         detect_url=item.url)
         try:
             content_type = response.content_type or "image/png"

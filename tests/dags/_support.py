@@ -50,8 +50,8 @@ def has_transparency(data: bytes) -> bool:
     with Image.open(io.BytesIO(data)) as img:
         if img.mode != "RGBA":
             return False
-        low, _high = img.getchannel("A").getextrema()
-        return bool(low < 255)
+        extrema = img.getchannel("A").getextrema()
+        return bool(isinstance(extrema, tuple) and extrema[0] < 255)
 
 
 def xcom(dr: Any, task_id: str, key: str = "return_value") -> Any:

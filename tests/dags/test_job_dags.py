@@ -137,9 +137,12 @@ def test_event_pipeline_reads_the_job_from_the_watchers_event(tencent_conn: Any)
     tencent_conn.force_job_outcome(job["JobId"], "Success")
 
     dag = example_dag("tencent_ci_event_pipeline")
-    asset = next(iter(dag.timetable.asset_condition.iter_assets().values()))
+    module = _dag_module(dag)
+    asset = module.finished_jobs
+    assert [a.name for a in dag.timetable.asset_condition.objects] == [asset.name]
     (watcher,) = asset.watchers
-    trigger_cls, kwargs = watcher.trigger.serialize()
+    classpath, kwargs = watcher.trigger.serialize()
+    assert classpath.endswith("CIJobEventTrigger")
     assert kwargs["bucket"] == BUCKET and "secret" not in json.dumps(kwargs).lower()
     trigger = type(watcher.trigger)(**{**kwargs, "poll_interval": 0.2})
 
@@ -157,7 +160,7 @@ def test_event_pipeline_reads_the_job_from_the_watchers_event(tencent_conn: Any)
         def __init__(self, payload: dict[str, Any]) -> None:
             self.extra = {"from_trigger": True, "payload": payload}
 
-    extract = _dag_module(dag).job_ids_from_events
+    extract = module.job_ids_from_events
     assert extract({Asset(name=asset.name, uri=asset.uri): [_AssetEvent(event.payload)]}) == [job["JobId"]]
     assert extract({}) == []
 

@@ -112,8 +112,9 @@ def test_presigned_url(emu: Emulator, cos: Any, cos_sts: Any) -> None:
     url = cos.get_presigned_url(Bucket=BUCKET, Key="dir/p q.txt", Method="GET")
     assert _send(emu, "GET", url).content == b"presigned"
     # STS pre-signed URLs carry the token as a query parameter
-    url = cos_sts.get_presigned_url(Bucket=BUCKET, Key="dir/p q.txt", Method="GET",
-                                    Params={"x-cos-security-token": STS_TOKEN})
+    url = cos_sts.get_presigned_url(
+        Bucket=BUCKET, Key="dir/p q.txt", Method="GET", Params={"x-cos-security-token": STS_TOKEN}
+    )
     assert _send(emu, "GET", url).content == b"presigned"
     bare = cos_sts.get_presigned_url(Bucket=BUCKET, Key="dir/p q.txt", Method="GET")
     assert _error(_send(emu, "GET", bare)) == (403, "AccessDenied")
@@ -135,8 +136,9 @@ def test_ci_host_requires_x_ci_security_token(emu: Emulator, cos_sts: Any) -> No
     auth = cos_sts.get_auth(
         Method="GET", Bucket=BUCKET, Key="jobs", Headers={"x-cos-security-token": STS_TOKEN}, UseCiEndPoint=True
     )
-    resp = _send(emu, "GET", f"http://{CI_HOST}/jobs", headers={"Authorization": auth,
-                                                                 "x-cos-security-token": STS_TOKEN})
+    resp = _send(
+        emu, "GET", f"http://{CI_HOST}/jobs", headers={"Authorization": auth, "x-cos-security-token": STS_TOKEN}
+    )
     assert _error(resp) == (403, "AccessDenied")
     # The right token passes authentication (the job engine answers whatever it answers, never 403).
     good = emu.cos_client(sts=True)
@@ -213,3 +215,21 @@ def test_bda_unknown_action(emu: Emulator) -> None:
     with pytest.raises(TencentCloudSDKException) as exc:
         emu.bda_client().call_json("NoSuchThing", {})
     assert exc.value.get_code() == "InvalidAction"
+
+
+def test_bda_unsupported_region(emu: Emulator) -> None:
+    assert _bda_code(emu.bda_client(region="ap-singapore")) == "UnsupportedRegion"
+
+
+def test_bda_endpoint_pointed_at_the_emulator_directly(emu: Emulator) -> None:
+    """HttpProfile(endpoint='127.0.0.1:PORT'): the signed Host carries the port; still verified."""
+    from tencentcloud.bda.v20200324.bda_client import BdaClient
+    from tencentcloud.common.credential import Credential
+    from tencentcloud.common.profile.client_profile import ClientProfile
+    from tencentcloud.common.profile.http_profile import HttpProfile
+
+    profile = ClientProfile(httpProfile=HttpProfile(endpoint=f"127.0.0.1:{emu.port}", protocol="http"))
+    client = BdaClient(Credential(emu.secret_id, emu.secret_key), "ap-guangzhou", profile)
+    assert not _bda_code(client).startswith("AuthFailure")
+    client.credential = Credential(emu.secret_id, "bad")
+    assert _bda_code(client) == "AuthFailure.SignatureFailure"

@@ -55,8 +55,9 @@ def test_same_seed_same_faults(emu: Emulator, cos: Any) -> None:
 
 def test_connection_resets(emu: Emulator, cos: Any) -> None:
     emu.put_object("examplebucket", "obj", b"x")
-    emu.set_faults(FaultConfig(seed=3, per_operation={"GetObject": OperationFaults(error_rate=0.25,
-                                                                                   errors=("reset",))}))
+    emu.set_faults(
+        FaultConfig(seed=3, per_operation={"GetObject": OperationFaults(error_rate=0.25, errors=("reset",))})
+    )
     seen = _outcomes(cos, 200)
     assert set(seen) <= {"ok", "reset"}, seen
     assert 25 <= seen.get("reset", 0) <= 75, seen
@@ -87,8 +88,15 @@ def test_reset_clears_faults(emu: Emulator, cos: Any) -> None:
 
 
 def test_callback_plan_rates() -> None:
-    inj = FaultInjector(FaultConfig(seed=5, callback_drop_rate=0.1, callback_duplicate_rate=0.3,
-                                    callback_delay=(0.5, 2.0), callback_reorder=True))
+    inj = FaultInjector(
+        FaultConfig(
+            seed=5,
+            callback_drop_rate=0.1,
+            callback_duplicate_rate=0.3,
+            callback_delay=(0.5, 2.0),
+            callback_reorder=True,
+        )
+    )
     plans = [inj.callback_plan() for _ in range(2000)]
     drops = sum(p.drop for p in plans)
     dups = sum(p.copies == 2 for p in plans)

@@ -98,16 +98,23 @@ def test_range_unsatisfiable(emu: Emulator, cos: Any) -> None:
 
 def test_copy_keeps_or_replaces_metadata(emu: Emulator, cos: Any) -> None:
     other = emu.create_bucket("other")
-    cos.put_object(Bucket=BUCKET, Key="src/é.png", Body=b"PNGDATA", ContentType="image/png",
-                   Metadata={"x-cos-meta-a": "1"})
+    cos.put_object(
+        Bucket=BUCKET, Key="src/é.png", Body=b"PNGDATA", ContentType="image/png", Metadata={"x-cos-meta-a": "1"}
+    )
     src = {"Bucket": BUCKET, "Key": "src/é.png", "Region": emu.region}
     res = cos.copy_object(Bucket=other, Key="dst.png", CopySource=src)
     assert res["ETag"] == f'"{hashlib.md5(b"PNGDATA").hexdigest()}"'
     head = cos.head_object(Bucket=other, Key="dst.png")
     assert head["Content-Type"] == "image/png" and head["x-cos-meta-a"] == "1"
 
-    cos.copy_object(Bucket=other, Key="dst2.png", CopySource=src, CopyStatus="Replaced",
-                    ContentType="image/x-test", Metadata={"x-cos-meta-b": "2"})
+    cos.copy_object(
+        Bucket=other,
+        Key="dst2.png",
+        CopySource=src,
+        CopyStatus="Replaced",
+        ContentType="image/x-test",
+        Metadata={"x-cos-meta-b": "2"},
+    )
     head2 = cos.head_object(Bucket=other, Key="dst2.png")
     assert head2["Content-Type"] == "image/x-test" and head2["x-cos-meta-b"] == "2" and "x-cos-meta-a" not in head2
 

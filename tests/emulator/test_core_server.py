@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import requests
+from qcloud_cos import CosServiceError
 
 from airflow_provider_tencent_ci.emulator import DEFAULT_SECRET_ID, Emulator
 from airflow_provider_tencent_ci.emulator.app import parse_query, split_target
@@ -58,7 +59,7 @@ def test_stats_and_inspection_endpoints(emu: Emulator, cos: Any) -> None:
     cos.get_object(Bucket=BUCKET, Key="a")
     other = emu.create_bucket("other")
     cos.put_object(Bucket=other, Key="c", Body=b"3")
-    with pytest.raises(Exception):
+    with pytest.raises(CosServiceError):
         cos.get_object(Bucket=BUCKET, Key="missing")
 
     s = emu.stats
@@ -114,15 +115,31 @@ def test_absolute_and_origin_form_targets(emu: Emulator, cos: Any) -> None:
     assert parse_query("image_process&a=b%2Fc&sp=a+b") == {"image_process": "", "a": "b/c", "sp": "a b"}
 
 
-def test_many_concurrent_requests(emu: Emulator, cos: Any) -> None:
+def test_many_concurrent_connections(emu: Emulator, cos: Any) -> None:
+    """500 simultaneous keep-alive connections, proxied absolute-form GETs of a signed URL, all answered."""
     emu.put_object("examplebucket", "obj", b"x" * 100)
     url = cos.get_presigned_url(Bucket=BUCKET, Key="obj", Method="GET", Expired=600)
+    request = f"GET {url} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+
+    async def worker() -> list[int]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", emu.port)
+        statuses = []
+        try:
+            for _ in range(2):
+                writer.write(request)
+                await writer.drain()
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.split(b"\r\n")
+                length = next(int(h.split(b":")[1]) for h in lines if h.lower().startswith(b"content-length:"))
+                assert await reader.readexactly(length) == b"x" * 100
+                statuses.append(int(lines[0].split()[1]))
+        finally:
+            writer.close()
+        return statuses
 
     async def main() -> list[int]:
-        limits = httpx.Limits(max_connections=500)
-        async with httpx.AsyncClient(proxy=emu.url, limits=limits, timeout=30, trust_env=False) as client:
-            resps = await asyncio.gather(*(client.get(url) for _ in range(1000)))
-        return [r.status_code for r in resps]
+        results = await asyncio.gather(*(worker() for _ in range(500)))
+        return [s for r in results for s in r]
 
     assert asyncio.run(main()) == [200] * 1000
     assert emu.stats.count(operation="GetObject", ok=True) == 1000
@@ -132,8 +149,13 @@ def test_data_dir_persists_across_restart(tmp_path: Path) -> None:
     first = Emulator(data_dir=tmp_path).start()
     try:
         c = first.cos_client()
-        c.put_object(Bucket=BUCKET, Key="keep/é 1.bin", Body=b"\x00persist", ContentType="application/x-test",
-                     Metadata={"x-cos-meta-k": "v"})
+        c.put_object(
+            Bucket=BUCKET,
+            Key="keep/é 1.bin",
+            Body=b"\x00persist",
+            ContentType="application/x-test",
+            Metadata={"x-cos-meta-k": "v"},
+        )
         c.put_object(Bucket=BUCKET, Key="gone", Body=b"x")
         c.delete_object(Bucket=BUCKET, Key="gone")
         etag = c.head_object(Bucket=BUCKET, Key="keep/é 1.bin")["ETag"]
@@ -170,23 +192,48 @@ def test_cli_prints_connection_and_serves(tmp_path: Path) -> None:
     faults.write_text(json.dumps({"seed": 1, "error_rate": 0.0}))
     env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_tencent_ci.emulator", "--host", "127.0.0.1", "--port", "0",
-         "--data-dir", str(tmp_path / "data"), "--faults", str(faults), "--bucket", "cli",
-         "--secret-id", "AKIDCLI", "--secret-key", "cli-key"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "airflow_provider_tencent_ci.emulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--faults",
+            str(faults),
+            "--bucket",
+            "cli",
+            "--secret-id",
+            "AKIDCLI",
+            "--secret-key",
+            "cli-key",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        m = re.match(r"^Tencent CI emulator on (http://127\.0\.0\.1:\d+)  AIRFLOW_CONN_TENCENTCLOUD_DEFAULT='(.*)'$",
-                     line.rstrip("\n"))
+        m = re.match(
+            r"^Tencent CI emulator on (http://127\.0\.0\.1:\d+)  AIRFLOW_CONN_TENCENTCLOUD_DEFAULT='(.*)'$",
+            line.rstrip("\n"),
+        )
         assert m, line
         url, conn = m.group(1), json.loads(m.group(2))
         assert conn["login"] == "AKIDCLI" and conn["password"] == "cli-key" and conn["extra"]["proxy"] == url
         from qcloud_cos import CosConfig, CosS3Client
 
-        client = CosS3Client(CosConfig(Region="ap-guangzhou", SecretId="AKIDCLI", SecretKey="cli-key", Scheme="http",
-                                       Proxies={"http": url}), retry=0)
+        client = CosS3Client(
+            CosConfig(
+                Region="ap-guangzhou", SecretId="AKIDCLI", SecretKey="cli-key", Scheme="http", Proxies={"http": url}
+            ),
+            retry=0,
+        )
         client.put_object(Bucket="cli-1250000000", Key="k", Body=b"via cli")
         body = client.get_object(Bucket="cli-1250000000", Key="k")["Body"].get_raw_stream().read()
         assert body == b"via cli"

@@ -213,3 +213,58 @@ def test_download_failure_leaves_no_partial_file(tencent_conn: Any, tmp_path: Pa
     assert state(dr, "process") == "failed"
     assert target.read_bytes() == b"previous result"
     assert os.listdir(tmp_path) == ["bad.png"]
+
+
+# -- pieces: placeholders, links, lineage -------------------------------------------------------------------------
+def test_output_placeholders() -> None:
+    from airflow_provider_tencent_ci.operators._batch import SourceItem, fill_template, placeholders
+
+    item = SourceItem("cos", bucket=BUCKET, key="in/2024/cat.photo.jpg")
+    assert placeholders(item) == {"key": "in/2024/cat.photo.jpg", "name": "cat.photo.jpg", "stem": "cat.photo",
+                                  "ext": "jpg", "dir": "in/2024"}
+    assert fill_template("out/{dir}/{stem}.{ext}.png", item) == "out/in/2024/cat.photo.jpg.png"
+    assert placeholders(SourceItem("local", path="/tmp/x/README"))["ext"] == ""
+    assert placeholders(SourceItem("url", url="https://h.example/a/b.png?x=1"))["key"] == "a/b.png"
+
+
+def test_console_link_format() -> None:
+    from airflow_provider_tencent_ci.links.cos import COSObjectLink, common_folder
+
+    url = COSObjectLink.format_url(bucket=BUCKET, key="a b/c/d.png", region="ap-guangzhou")
+    assert url == ("https://console.cloud.tencent.com/cos/bucket?bucket=examplebucket-1250000000"
+                   "&region=ap-guangzhou&path=%2Fa%20b%2Fc%2F")
+    assert common_folder(["x/y/1.png", "x/y/z/2.png", "x/y/3.png"]) == "x/y/"
+    assert common_folder(["a.png", "b/c.png"]) == ""
+
+
+class _RecordingTI:
+    """Airflow's TaskInstance stand-in for calling ``execute`` directly (only xcom_push is used)."""
+
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+def test_openlineage_datasets_without_the_openlineage_provider(tencent_conn: Any) -> None:
+    emu = tencent_conn
+    emu.put_object(BUCKET, "lin/a.png", subject_png())
+    emu.put_object(BUCKET, "lin/b.png", subject_png())
+    op = PortraitMattingOperator(task_id="lineage", bucket=BUCKET, source_prefix="lin/",
+                                 output_key="lin-out/{stem}.png")
+    ti = _RecordingTI()
+    docs = op.execute({"ti": ti})  # type: ignore[arg-type]
+    assert [d["status"] for d in docs] == ["processed", "processed"]
+    assert op.lineage_datasets() == {
+        "inputs": [(f"cos://{BUCKET}", "lin/a.png"), (f"cos://{BUCKET}", "lin/b.png")],
+        "outputs": [(f"cos://{BUCKET}", "lin-out/a.png"), (f"cos://{BUCKET}", "lin-out/b.png")],
+    }
+    assert ti.pushed["cos_object"] == {"bucket": BUCKET, "key": "lin-out/", "region": "ap-guangzhou"}
+    try:
+        import airflow.providers.openlineage  # noqa: F401
+    except ImportError:
+        assert op.get_openlineage_facets_on_complete(None) is None  # no import error without the provider
+    else:  # pragma: no cover - only where the OpenLineage provider is installed
+        facets = op.get_openlineage_facets_on_complete(None)
+        assert [d.name for d in facets.outputs] == ["lin-out/a.png", "lin-out/b.png"]

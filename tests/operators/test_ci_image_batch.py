@@ -270,3 +270,39 @@ def test_partial_expand_one_mapped_task_per_image(tencent_conn: Any) -> None:
         img = open_image(emu.get_object(BUCKET, doc["output_key"]).data)
         assert img.size == (36, 36) and alpha_is_varied(img)
     assert emu.stats.count(operation="ImageProcess") == 3
+
+
+def test_upload_batch_from_a_directory(tencent_conn: Any, tmp_path: Path) -> None:
+    emu = tencent_conn
+    src = tmp_path / "shots"
+    src.mkdir()
+    for i in range(4):
+        (src / f"s{i}.png").write_bytes(subject_png())
+    with _dag("ci_upload_dir") as dag:
+        GoodsMattingOperator(task_id="process", mode="upload", bucket=BUCKET, source_path=str(src),
+                             upload_key="orig/{{ ds }}/{name}", output_key="cut/{{ ds }}/{stem}.png",
+                             max_concurrency=2)
+    dr = run_dag(dag, logical_date=START)
+    assert state(dr, "process") == "success"
+    docs = xcom(dr, "process")
+    assert [d["source"] for d in docs] == [str(src / f"s{i}.png") for i in range(4)]
+    assert sorted(emu.list_keys(BUCKET, "orig/2024-01-01/")) == [f"orig/2024-01-01/s{i}.png" for i in range(4)]
+    assert sorted(emu.list_keys(BUCKET, "cut/2024-01-01/")) == [f"cut/2024-01-01/s{i}.png" for i in range(4)]
+    assert paid(emu)["PicOperationsUpload"] == 4
+
+
+def test_download_batch_to_a_local_folder(tencent_conn: Any, tmp_path: Path) -> None:
+    emu = tencent_conn
+    keys = _put_many(emu, "dl/", 5)
+    out = tmp_path / "results"
+    with _dag("ci_download_batch") as dag:
+        FaceBeautyOperator(task_id="process", mode="download", bucket=BUCKET, source_keys=keys, strength=0.2,
+                           output_path=str(out / "{stem}.png"), max_concurrency=3)
+    dr = run_dag(dag, logical_date=START)
+    assert state(dr, "process") == "success"
+    assert sorted(p.name for p in out.iterdir()) == [f"img{i:03d}.png" for i in range(5)]
+    assert all(open_image((out / f"img{i:03d}.png").read_bytes()).size == (32, 32) for i in range(5))
+    assert paid(emu)["CIProcess"] == 5
+    # The default for a batch is if_exists="skip": a rerun pays nothing.
+    run_dag(dag, logical_date=START)
+    assert paid(emu)["CIProcess"] == 5

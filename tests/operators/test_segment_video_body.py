@@ -8,16 +8,15 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_dag
-from tests.operators.image_support import START, state, xcom
-from tests.triggers.helpers import BUCKET, INPUT, job_state, put_input, wait_until
-
-from airflow_provider_tencent_ci.exceptions import CIJobFailedError, ParameterValidationError  # noqa: I001
+from airflow_provider_tencent_ci.exceptions import CIJobFailedError, ParameterValidationError
 from airflow_provider_tencent_ci.operators.segment_video_body import (
     USER_DATA_USER_MAX_LEN,
     SegmentVideoBodyOperator,
     build_svb_request,
 )
+from tests.conftest import run_dag
+from tests.operators.image_support import START, state, xcom
+from tests.triggers.helpers import BUCKET, INPUT, job_state, put_input, wait_until
 
 
 @pytest.fixture
@@ -36,6 +35,11 @@ class FakeTI:
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcoms[key] = value
+
+
+def ctx(ti: FakeTI) -> Any:
+    """A minimal context for calling execute() directly (no task_state_store: the pre-3.3 path)."""
+    return {"ti": ti}
 
 
 def _op(**kw: Any) -> SegmentVideoBodyOperator:
@@ -126,7 +130,7 @@ def test_templated_values_are_checked_after_rendering(emu: Any) -> None:
     op = _op(mode="{{ params.mode }}", background_red="{{ params.red }}")  # accepted while templated
     op.mode, op.background_red = "Foreground", "999"  # what rendering produced
     with pytest.raises(ParameterValidationError, match="background_red"):
-        op.execute({"ti": FakeTI()})  # type: ignore[arg-type]
+        op.execute(ctx(FakeTI()))
     assert emu.stats.count() == 0  # failed before any request
 
 
@@ -151,6 +155,28 @@ def test_success_returns_jobs_detail(emu: Any, deferrable: bool) -> None:
     assert emu.stats.count(operation="CreateJob") == 1
     link = xcom(dr, "svb", key="_link_CIJobLink")
     assert detail["JobId"] in link and link.startswith("https://console.cloud.tencent.com/ci/")
+    stored = _task_state_job_id(dr)
+    if stored is not _NO_STORE:  # Airflow >= 3.3: the job id was persisted right after submit
+        assert stored is not None and detail["JobId"] in stored
+
+
+_NO_STORE = object()
+
+
+def _task_state_job_id(dr: Any) -> Any:
+    try:
+        from airflow.models.task_state_store import TaskStateStoreModel
+    except ImportError:  # Airflow < 3.3
+        return _NO_STORE
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(TaskStateStoreModel)
+            .filter_by(dag_id=dr.dag_id, run_id=dr.run_id, task_id="svb", key="tencent_ci_job_id")
+            .one_or_none()
+        )
+        return None if row is None else str(row.value)
 
 
 @pytest.mark.parametrize("deferrable", [False, True])
@@ -176,7 +202,7 @@ def test_failure_carries_ci_code_and_message(emu: Any, outcome: str) -> None:
 
     def run() -> None:
         try:
-            op.execute({"ti": FakeTI()})  # type: ignore[arg-type]
+            op.execute(ctx(FakeTI()))
         except BaseException as err:
             errors.append(err)
 
@@ -202,7 +228,7 @@ def test_pause_keeps_waiting_unless_fail_on_pause(emu: Any) -> None:
     emu.set_job_timing(30, 30)
     results: list[Any] = []
     op = _op(deferrable=False)
-    thread = threading.Thread(target=lambda: results.append(op.execute({"ti": FakeTI()})))  # type: ignore[arg-type]
+    thread = threading.Thread(target=lambda: results.append(op.execute(ctx(FakeTI()))))
     thread.start()
     wait_until(lambda: len(emu.jobs) == 1)
     job_id = emu.jobs[0]["JobId"]
@@ -221,7 +247,7 @@ def test_pause_keeps_waiting_unless_fail_on_pause(emu: Any) -> None:
 
     def run() -> None:
         try:
-            paused.execute({"ti": FakeTI(run_id="other")})  # type: ignore[arg-type]
+            paused.execute(ctx(FakeTI(run_id="other")))
         except BaseException as err:
             errors.append(err)
 
@@ -240,7 +266,7 @@ def test_on_kill_cancels_the_job(emu: Any) -> None:
 
     def run() -> None:
         try:
-            op.execute({"ti": FakeTI()})  # type: ignore[arg-type]
+            op.execute(ctx(FakeTI()))
         except BaseException as err:
             errors.append(err)
 
@@ -256,7 +282,7 @@ def test_on_kill_cancels_the_job(emu: Any) -> None:
 def test_on_kill_without_cancel_on_kill_leaves_the_job(emu: Any) -> None:
     emu.set_job_timing(30, 30)
     op = _op(deferrable=False, wait_for_completion=False, cancel_on_kill=False)
-    job = op.execute({"ti": FakeTI()})  # type: ignore[arg-type]
+    job = op.execute(ctx(FakeTI()))
     op.on_kill()
     assert job_state(emu, job["JobId"]) == "Submitted"
     assert emu.stats.count(operation="CancelJob") == 0
@@ -265,7 +291,7 @@ def test_on_kill_without_cancel_on_kill_leaves_the_job(emu: Any) -> None:
 def test_on_kill_refused_for_a_started_job_is_logged(emu: Any) -> None:
     emu.set_job_timing(0.0, 30)
     op = _op(deferrable=False, wait_for_completion=False)
-    job = op.execute({"ti": FakeTI()})  # type: ignore[arg-type]
+    job = op.execute(ctx(FakeTI()))
     wait_until(lambda: job_state(emu, job["JobId"]) == "Running")
     op.on_kill()  # CI refuses: logged, not raised
     assert job_state(emu, job["JobId"]) == "Running"
@@ -273,6 +299,21 @@ def test_on_kill_refused_for_a_started_job_is_logged(emu: Any) -> None:
 
 def test_wait_for_completion_false_returns_submitted(emu: Any) -> None:
     emu.set_job_timing(30, 30)
-    job = _op(deferrable=False, wait_for_completion=False).execute({"ti": FakeTI()})  # type: ignore[arg-type]
+    job = _op(deferrable=False, wait_for_completion=False).execute(ctx(FakeTI()))
     assert job["State"] == "Submitted" and job["Tag"] == "SegmentVideoBody"
-    assert BUCKET == job["Input"]["BucketId"]
+    assert job["Input"]["BucketId"] == BUCKET
+
+
+@pytest.mark.parametrize("fmt", ["XML", "JSON"])
+def test_deferred_with_callback_listener(emu: Any, fmt: str) -> None:
+    import tests.triggers.helpers  # noqa: F401  (sets the [tencent_ci] listener config)
+
+    emu.set_job_timing(0.3, 0.3)
+    dag = _dag(f"svb_callback_{fmt}", deferrable=True, use_callback_listener=True, callback_format=fmt,
+               callback_fallback_poll_interval=60)
+    dr = run_dag(dag, logical_date=START)
+    assert state(dr, "svb") == "success"
+    job_id = xcom(dr, "svb")["JobId"]
+    sent = [c for c in emu.callbacks_sent if c["job_id"] == job_id]
+    assert sent and sent[0]["status"] == 200 and sent[0]["format"] == fmt
+    assert "/tencent-ci/cb/" in sent[0]["url"]

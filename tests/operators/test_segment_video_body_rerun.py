@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.operators.test_segment_video_body import FakeTI, _op
+from tests.operators.test_segment_video_body import FakeTI, _op, ctx
 from tests.triggers.helpers import put_input, wait_until
 
 _CHILD = textwrap.dedent(
@@ -59,36 +59,36 @@ def test_rerun_after_crash_reattaches_to_the_one_job(emu: Any) -> None:
     first = emu.jobs[0]["JobId"]
 
     # The retry (same dag/task/run/map index) finds the job through its UserData marker: no second CreateJob.
-    job = _op(deferrable=False, wait_for_completion=False).execute({"ti": FakeTI()})  # type: ignore[arg-type]
+    job = _op(deferrable=False, wait_for_completion=False).execute(ctx(FakeTI()))
     assert job["JobId"] == first
     assert emu.stats.count(operation="CreateJob") == 1
 
     # Once it succeeded (output present), a cleared task returns it instead of submitting again.
     emu.force_job_outcome(first, "Success")
-    done = _op(deferrable=False).execute({"ti": FakeTI()})  # type: ignore[arg-type]
+    done = _op(deferrable=False).execute(ctx(FakeTI()))
     assert done["JobId"] == first and done["State"] == "Success"
     assert len(emu.jobs) == 1 and emu.stats.count(operation="CreateJob") == 1
 
 
 def test_rerun_after_failed_job_submits_anew(emu: Any) -> None:
-    first = _op(deferrable=False, wait_for_completion=False).execute({"ti": FakeTI()})  # type: ignore[arg-type]
+    first = _op(deferrable=False, wait_for_completion=False).execute(ctx(FakeTI()))
     emu.force_job_outcome(first["JobId"], "Failed", code="X", message="y")
-    second = _op(deferrable=False, wait_for_completion=False).execute({"ti": FakeTI()})  # type: ignore[arg-type]
+    second = _op(deferrable=False, wait_for_completion=False).execute(ctx(FakeTI()))
     assert second["JobId"] != first["JobId"]
     assert emu.stats.count(operation="CreateJob") == 2
 
 
 def test_success_without_output_submits_anew(emu: Any) -> None:
-    first = _op(deferrable=False, wait_for_completion=False).execute({"ti": FakeTI()})  # type: ignore[arg-type]
+    first = _op(deferrable=False, wait_for_completion=False).execute(ctx(FakeTI()))
     emu.force_job_outcome(first["JobId"], "Success")
     wait_until(lambda: emu.get_object("examplebucket", "out/person.mp4") is not None)
     emu.store.delete(emu.bucket_name("examplebucket"), "out/person.mp4")
-    again = _op(deferrable=False, wait_for_completion=False).execute({"ti": FakeTI()})  # type: ignore[arg-type]
+    again = _op(deferrable=False, wait_for_completion=False).execute(ctx(FakeTI()))
     assert again["JobId"] != first["JobId"]
 
 
 def test_other_runs_do_not_reattach(emu: Any) -> None:
-    one = _op(deferrable=False, wait_for_completion=False).execute({"ti": FakeTI(run_id="r1")})  # type: ignore[arg-type]
-    two = _op(deferrable=False, wait_for_completion=False).execute({"ti": FakeTI(run_id="r2")})  # type: ignore[arg-type]
+    one = _op(deferrable=False, wait_for_completion=False).execute(ctx(FakeTI(run_id="r1")))
+    two = _op(deferrable=False, wait_for_completion=False).execute(ctx(FakeTI(run_id="r2")))
     assert one["JobId"] != two["JobId"]
     assert emu.stats.count(operation="CreateJob") == 2

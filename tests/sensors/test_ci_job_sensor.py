@@ -7,12 +7,11 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_tencent_ci.exceptions import CIJobFailedError, ParameterValidationError
+from airflow_provider_tencent_ci.sensors.ci_job import SegmentVideoBodyJobSensor
 from tests.conftest import run_dag
 from tests.operators.image_support import START, state, xcom
 from tests.triggers.helpers import BUCKET, put_input, submit, wait_until
-
-from airflow_provider_tencent_ci.exceptions import CIJobFailedError, ParameterValidationError  # noqa: I001
-from airflow_provider_tencent_ci.sensors.ci_job import SegmentVideoBodyJobSensor
 
 
 @pytest.fixture

@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_tencent_ci.emulator.faults import FaultConfig
+from airflow_provider_tencent_ci.triggers import callback_listener as cl
+from airflow_provider_tencent_ci.triggers.ci_job import CIJobCallbackTrigger
 from tests.triggers.helpers import (
     BUCKET,
     await_until,
@@ -19,10 +22,6 @@ from tests.triggers.helpers import (
     submit,
     xml_callback,
 )
-
-from airflow_provider_tencent_ci.emulator.faults import FaultConfig  # noqa: I001
-from airflow_provider_tencent_ci.triggers import callback_listener as cl
-from airflow_provider_tencent_ci.triggers.ci_job import CIJobCallbackTrigger
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.triggers.helpers import BUCKET, await_until, job_state, put_input, run_trigger_task, submit
-
-from airflow_provider_tencent_ci.emulator.faults import FaultConfig, OperationFaults  # noqa: I001
+from airflow_provider_tencent_ci.emulator.faults import FaultConfig, OperationFaults
 from airflow_provider_tencent_ci.triggers.ci_job import CIJobTrigger
 from airflow_provider_tencent_ci.triggers.poller import pollers_for_current_loop
+from tests.triggers.helpers import BUCKET, await_until, job_state, put_input, run_trigger_task, submit
 
 
 @pytest.fixture
@@ -147,7 +146,7 @@ async def test_on_kill_respects_cancel_on_kill_false(emu: Any) -> None:
     assert emu.stats.count(operation="CancelJob") == 0
 
 
-async def test_on_kill_of_a_started_job_is_refused_and_logged(emu: Any, caplog: Any) -> None:
+async def test_on_kill_of_a_started_job_is_refused_and_logged(emu: Any) -> None:
     emu.set_job_timing(0.0, 30)
     job_id = submit()
     await await_until(lambda: job_state(emu, job_id) == "Running")

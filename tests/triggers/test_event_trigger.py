@@ -7,12 +7,11 @@ from typing import Any
 
 import pytest
 
-from tests.triggers.helpers import BUCKET, await_until, put_input, submit
-
-from airflow_provider_tencent_ci.emulator.faults import FaultConfig  # noqa: I001
+from airflow_provider_tencent_ci.emulator.faults import FaultConfig
 from airflow_provider_tencent_ci.triggers import callback_listener as cl
 from airflow_provider_tencent_ci.triggers import ci_job
 from airflow_provider_tencent_ci.triggers.ci_job import CIJobEventTrigger
+from tests.triggers.helpers import BUCKET, await_until, put_input, submit
 
 
 @pytest.fixture
@@ -128,3 +127,13 @@ async def test_cursor_uses_asset_state_store_when_offered(emu: Any) -> None:
     finally:
         task.cancel()
     assert more == []
+
+
+def test_usable_as_an_asset_watcher() -> None:
+    from airflow.sdk import Asset, AssetWatcher
+
+    trigger = CIJobEventTrigger(bucket=BUCKET, region="ap-guangzhou", channel="svb-events")
+    asset = Asset("tencent-ci-svb-results", watchers=[AssetWatcher(name="svb_jobs", trigger=trigger)])
+    assert asset.watchers[0].trigger is trigger
+    classpath, kwargs = trigger.serialize()
+    assert classpath.endswith("CIJobEventTrigger") and kwargs["tencentcloud_conn_id"] == "tencentcloud_default"

@@ -1,0 +1,262 @@
+"""Benchmark 1: triggerer fan-in. N SegmentVideoBody jobs waiting in one asyncio loop.
+
+Ours: ``CIJobTrigger`` (coalesced polling through ``triggers/poller.py``). Peer: ``OneJobPollingTrigger``
+(benchmarks/peer_triggers.py: one request per job per poll, the usual provider pattern, same hook and client).
+Both run through Airflow's own ``TriggerRunner.create_triggers`` (classpath import + encrypted kwargs).
+
+Each case (mode, N) runs in a fresh interpreter with its own emulator process:
+1. N jobs are created through the CreateJob API and held Running (emulator job timing: run 1 h).
+2. The N triggers are started; the first poll cycle completes (every trigger has had its first answer).
+3. Memory: RSS after the first cycle minus RSS before the triggers existed (warm client), divided by N.
+4. Steady state: DescribeJobs requests counted by the emulator over whole poll cycles.
+5. The emulator finishes every job (job timing 0); time until all N TriggerEvents were yielded.
+A watchdog coroutine records the longest event-loop stall in each phase.
+
+Usage: bench_fanin.py [--n 1000,10000] [--interval 5] [--cycles 3] [--peer-n 1000,10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import emit, int_list, log, machine, rss_bytes, setup_airflow_env  # noqa: E402
+
+BUCKET = "examplebucket-1250000000"
+INPUT_KEY = "in/clip.mp4"
+
+
+async def _wait_for(predicate: Any, timeout: float, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(step)
+    return False
+
+
+def run_case(mode: str, n: int, interval: float, cycles: int) -> dict[str, Any]:
+    setup_airflow_env()
+    from cryptography.fernet import Fernet
+
+    os.environ["AIRFLOW__CORE__FERNET_KEY"] = Fernet.generate_key().decode()
+    from emuproc import EmulatorProcess
+    from jobseed import create_jobs_sync
+
+    emu = EmulatorProcess()
+    try:
+        emu.call("put_object", BUCKET, INPUT_KEY, b"a tiny stand-in for a video")
+        emu.call("set_job_timing", 0.0, 3600.0)
+        if mode == "idle":
+            ids, seed_s = [f"idle-{i}" for i in range(n)], 0.0
+        else:
+            ids, seed_s = create_jobs_sync(emu.info, BUCKET, n, INPUT_KEY, concurrency=8)
+        log(f"{mode} N={n}: {len(ids)} jobs created in {seed_s:.1f}s")
+        emu.export_connection()
+        return asyncio.run(_measure(emu, mode, ids, interval, cycles, seed_s))
+    finally:
+        emu.stop()
+
+
+async def _measure(emu: Any, mode: str, ids: list[str], interval: float, cycles: int, seed_s: float) -> dict[str, Any]:
+    from airflow_provider_tencent_ci.hooks.ci import CIHook
+    from airflow_provider_tencent_ci.triggers.ci_job import CIJobTrigger
+    from airflow_provider_tencent_ci.triggers.poller import pollers_for_current_loop
+    from peer_triggers import IdleTrigger, OneJobPollingTrigger
+    from triggerer import Watchdog, encrypted_workloads, failed_tasks, new_runner, start_triggers, stop_triggers
+
+    n = len(ids)
+
+    async def ecall(*a: Any) -> Any:  # never block the loop on the pipe to the emulator
+        return await asyncio.to_thread(emu.call, *a)
+
+    # Warm up imports, the connection and one HTTP client so the memory figure is the triggers' own.
+    if mode != "idle":
+        warm = CIHook()
+        await warm.aget_jobs(BUCKET, ids[:1])
+        await warm.aclose()
+    triggers: list[Any]
+    if mode == "ours":
+        triggers = [CIJobTrigger(job_id=j, bucket=BUCKET, poll_interval=interval) for j in ids]
+    elif mode == "peer":
+        triggers = [OneJobPollingTrigger(job_id=j, bucket=BUCKET, poll_interval=interval) for j in ids]
+    else:
+        triggers = [IdleTrigger(job_id=j) for j in ids]
+    workloads = encrypted_workloads(triggers)
+    del triggers
+    runner = new_runner()
+    watchdog = Watchdog()
+    watchdog.start()
+    watchdog.set_phase("setup")
+    await asyncio.sleep(0.1)
+    gc.collect()
+    rss0 = rss_bytes()
+    await ecall("stats_reset")
+
+    watchdog.set_phase("create")
+    create_s = await start_triggers(runner, workloads)
+    del workloads
+    watchdog.set_phase("first_cycle")
+    t_first = time.perf_counter()
+    mark: dict[str, int] = {}
+
+    async def first_cycle_done() -> bool:
+        """Every trigger has had one answer: a whole cycle ran after the last trigger subscribed."""
+        if mode == "idle":
+            return True
+        if mode == "peer":
+            return bool(await ecall("stats_count", "DescribeJobs") >= n)
+        pollers = list(pollers_for_current_loop().values())
+        if not pollers or sum(p.subscriber_count for p in pollers) < n:
+            return False
+        p = pollers[0]
+        if "cycles" not in mark:
+            mark["cycles"], mark["requests"] = p.cycles, p.requests
+            return False
+        if p.cycles <= mark["cycles"]:
+            return False  # wait for a cycle that starts with every trigger subscribed
+        target = mark["requests"] + -(-n // p.batch_size)
+        return bool(p.requests >= target and await ecall("stats_count", "DescribeJobs") >= target)
+
+    ok = await _wait_for(first_cycle_done, timeout=600, step=0.1)
+    first_cycle_s = time.perf_counter() - t_first
+    await asyncio.sleep(0.5)  # let the last answers be delivered
+    watchdog.set_phase("measure_memory")
+    gc.collect()
+    rss1 = rss_bytes()
+    errors = failed_tasks(runner)
+    result: dict[str, Any] = {
+        "mode": mode,
+        "n": n,
+        "poll_interval_s": interval,
+        "seed_jobs_s": round(seed_s, 2),
+        "create_triggers_s": round(create_s, 3),
+        "first_cycle_s": round(first_cycle_s, 3),
+        "first_cycle_complete": ok,
+        "rss_before_mb": round(rss0 / 2**20, 1),
+        "rss_waiting_mb": round(rss1 / 2**20, 1),
+        "memory_per_trigger_kb": round((rss1 - rss0) / n / 1024, 2),
+    }
+    if mode == "idle":
+        await watchdog.stop()
+        result.update(watchdog.report(("create", "first_cycle")))
+        await stop_triggers(runner)
+        return result
+
+    # Steady state: count the requests the emulator received over whole poll cycles.
+    watchdog.set_phase("steady")
+    if mode == "ours":
+        pollers = list(pollers_for_current_loop().values())
+        poller = pollers[0]
+        result["pollers"] = len(pollers)
+        result["batch_size"] = poller.batch_size
+        per_cycle = -(-n // poller.batch_size)
+
+        async def cycle_finished(k: int) -> bool:
+            """Cycle k has started and every request of it reached the emulator (the loop is idle)."""
+            if poller.cycles < k:
+                return False
+            return bool(await ecall("stats_count", "DescribeJobs") >= poller.requests == mark_req[k] + per_cycle)
+
+        mark_req: dict[int, int] = {}
+
+        async def cycle_started(k: int) -> bool:
+            if poller.cycles >= k and k not in mark_req:
+                mark_req[k] = poller.requests
+            return poller.cycles >= k
+
+        k_first = poller.cycles + 1
+        await _wait_for(lambda: cycle_started(k_first), timeout=interval * 2 + 120, step=0.005)
+        await _wait_for(lambda: cycle_finished(k_first), timeout=interval * 2 + 120, step=0.02)
+        c0, t0 = await ecall("stats_count", "DescribeJobs"), time.perf_counter()
+        k_last = k_first + cycles
+        for k in range(k_first + 1, k_last + 1):
+            await _wait_for(lambda k=k: cycle_started(k), timeout=interval * 2 + 120, step=0.005)
+            await _wait_for(lambda k=k: cycle_finished(k), timeout=interval * 2 + 120, step=0.02)
+        c1, t1 = await ecall("stats_count", "DescribeJobs"), time.perf_counter()
+        result["steady_cycles"] = cycles
+        result["requests_per_cycle"] = round((c1 - c0) / cycles, 1)
+        result["cycle_s"] = round((t1 - t0) / cycles, 3)
+        result["poller_requests"] = poller.requests
+    else:
+        c0, t0 = await ecall("stats_count", "DescribeJobs"), time.perf_counter()
+        await asyncio.sleep(interval * cycles)
+        c1, t1 = await ecall("stats_count", "DescribeJobs"), time.perf_counter()
+        intervals = (t1 - t0) / interval
+        result["steady_cycles"] = round(intervals, 2)
+        # Each trigger polls once per (interval + its own request time): per poll interval, up to N requests.
+        result["requests_per_cycle"] = round((c1 - c0) / intervals, 1)
+        result["cycle_s"] = round(interval, 3)
+    result["requests_per_s"] = round((c1 - c0) / (t1 - t0), 1)
+
+    # Completion: the emulator finishes every job now; all N events must be yielded.
+    watchdog.set_phase("finish")
+    t_fin = time.perf_counter()
+    await ecall("set_job_timing", 0.0, 0.0)
+    delivered = await _wait_for(lambda: _true(len(runner.events) >= n), timeout=interval * 3 + 300, step=0.05)
+    result["all_events_s"] = round(time.perf_counter() - t_fin, 3)
+    result["events"] = len(runner.events)
+    result["events_success"] = sum(
+        1 for e in runner.events if isinstance(e.event.payload, dict) and e.event.payload.get("status") == "success"
+    )
+    result["all_delivered"] = delivered
+    errors += failed_tasks(runner)
+    result["trigger_errors"] = errors[:5]
+    result["trigger_error_count"] = len(errors)
+    await watchdog.stop()
+    result.update(watchdog.report(("create", "first_cycle", "steady", "finish")))
+    await stop_triggers(runner)
+    return result
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--n", default=os.environ.get("BENCH_FANIN_N", "1000,10000"))
+    p.add_argument("--peer-n", default=os.environ.get("BENCH_FANIN_PEER_N", ""))
+    p.add_argument("--interval", type=float, default=float(os.environ.get("BENCH_FANIN_INTERVAL", "5")))
+    p.add_argument("--cycles", type=int, default=int(os.environ.get("BENCH_FANIN_CYCLES", "3")))
+    p.add_argument("--case", default=None, help="internal: mode:n")
+    args = p.parse_args()
+    if args.case:
+        mode, n = args.case.split(":")
+        emit(run_case(mode, int(n), args.interval, args.cycles))
+        return
+    ns = int_list(args.n)
+    peer_ns = int_list(args.peer_n) if args.peer_n else ns
+    cases = [("ours", n) for n in ns] + [("peer", n) for n in peer_ns] + [("idle", max(ns))]
+    rows = []
+    for mode, n in cases:
+        log(f"bench 1: {mode} N={n}")
+        rows.append(_subprocess_case(mode, n, args.interval, args.cycles))
+    emit({"benchmark": "fanin", "interval_s": args.interval, "cycles": args.cycles, "rows": rows,
+          "machine": machine()})
+
+
+def _subprocess_case(mode: str, n: int, interval: float, cycles: int) -> dict[str, Any]:
+    cmd = [sys.executable, os.path.abspath(__file__), "--case", f"{mode}:{n}", "--interval", str(interval),
+           "--cycles", str(cycles)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=900)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("BENCH-RESULT "):
+            row: dict[str, Any] = json.loads(line[len("BENCH-RESULT "):])
+            row["case_wall_s"] = round(time.perf_counter() - t0, 1)
+            return row
+    return {"mode": mode, "n": n, "error": f"exit {proc.returncode}", "stdout_tail": proc.stdout[-2000:]}
+
+
+if __name__ == "__main__":
+    main()
