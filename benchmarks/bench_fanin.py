@@ -159,34 +159,35 @@ async def _measure(emu: Any, mode: str, ids: list[str], interval: float, cycles:
         poller = pollers[0]
         result["pollers"] = len(pollers)
         result["batch_size"] = poller.batch_size
-        per_cycle = -(-n // poller.batch_size)
 
-        async def cycle_finished(k: int) -> bool:
-            """Cycle k has started and every request of it reached the emulator (the loop is idle)."""
-            if poller.cycles < k:
-                return False
-            return bool(await ecall("stats_count", "DescribeJobs") >= poller.requests == mark_req[k] + per_cycle)
+        async def idle_point() -> tuple[int, int, float] | None:
+            """(emulator count, poller cycles, time) at a moment the poller is between cycles: every request
+            it sent has reached the emulator and nothing changed for 100 ms."""
+            a = (await ecall("stats_count", "DescribeJobs"), poller.requests, poller.cycles)
+            await asyncio.sleep(0.1)
+            b = (await ecall("stats_count", "DescribeJobs"), poller.requests, poller.cycles)
+            if a == b and b[0] == b[1]:
+                return b[0], b[2], time.perf_counter()
+            return None
 
-        mark_req: dict[int, int] = {}
+        async def wait_idle(timeout: float) -> tuple[tuple[int, int, float], bool]:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                point = await idle_point()
+                if point is not None:
+                    return point, True
+            return (await ecall("stats_count", "DescribeJobs"), poller.cycles, time.perf_counter()), False
 
-        async def cycle_started(k: int) -> bool:
-            if poller.cycles >= k and k not in mark_req:
-                mark_req[k] = poller.requests
-            return poller.cycles >= k
-
-        k_first = poller.cycles + 1
-        await _wait_for(lambda: cycle_started(k_first), timeout=interval * 2 + 120, step=0.005)
-        await _wait_for(lambda: cycle_finished(k_first), timeout=interval * 2 + 120, step=0.02)
-        c0, t0 = await ecall("stats_count", "DescribeJobs"), time.perf_counter()
-        k_last = k_first + cycles
-        for k in range(k_first + 1, k_last + 1):
-            await _wait_for(lambda k=k: cycle_started(k), timeout=interval * 2 + 120, step=0.005)
-            await _wait_for(lambda k=k: cycle_finished(k), timeout=interval * 2 + 120, step=0.02)
-        c1, t1 = await ecall("stats_count", "DescribeJobs"), time.perf_counter()
-        result["steady_cycles"] = cycles
-        result["requests_per_cycle"] = round((c1 - c0) / cycles, 1)
-        result["cycle_s"] = round((t1 - t0) / cycles, 3)
-        result["poller_requests"] = poller.requests
+        (c0, k0, t0), idle0 = await wait_idle(interval * 3)
+        await asyncio.sleep(interval * cycles)
+        (c1, k1, t1), idle1 = await wait_idle(interval * 3)
+        done = max(1, k1 - k0)
+        result["steady_cycles"] = k1 - k0
+        result["steady_window_aligned"] = idle0 and idle1
+        result["requests_per_cycle"] = round((c1 - c0) / done, 1)
+        result["cycles_per_interval"] = round((k1 - k0) / ((t1 - t0) / interval), 2)
+        result["requests_per_interval"] = round((c1 - c0) / ((t1 - t0) / interval), 1)
+        result["cycle_s"] = round((t1 - t0) / done, 3)
     else:
         c0, t0 = await ecall("stats_count", "DescribeJobs"), time.perf_counter()
         await asyncio.sleep(interval * cycles)
@@ -195,6 +196,7 @@ async def _measure(emu: Any, mode: str, ids: list[str], interval: float, cycles:
         result["steady_cycles"] = round(intervals, 2)
         # Each trigger polls once per (interval + its own request time): per poll interval, up to N requests.
         result["requests_per_cycle"] = round((c1 - c0) / intervals, 1)
+        result["requests_per_interval"] = result["requests_per_cycle"]
         result["cycle_s"] = round(interval, 3)
     result["requests_per_s"] = round((c1 - c0) / (t1 - t0), 1)
 

@@ -45,11 +45,14 @@ def _hook() -> Any:
 
 def _run_video_dag(emulator: Any) -> Any:
     scenario.seed_video(_hook(), BUCKET)
-    return run_dag(example_dag("tencent_ci_video_body"))
+    dag = example_dag("tencent_ci_video_body")
+    # The example polls every 20 s (sensible against CI); the emulator's jobs take under a second.
+    dag.get_task("wait_for_mask_job").poke_interval = 0.3
+    return run_dag(dag)
 
 
 def test_video_body_callback_branch_sensor_branch_and_results(tencent_conn: Any, callback_listener: str) -> None:
-    tencent_conn.set_job_timing(0.2, 0.5)
+    tencent_conn.set_job_timing(0.5, 1.0)  # long enough that the sensor's first poke finds it running
     before = scenario.paid_counts(tencent_conn)
     dr = _run_video_dag(tencent_conn)
     assert dr.state == "success", task_states(dr)
