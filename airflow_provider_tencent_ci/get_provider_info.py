@@ -67,6 +67,22 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "8799",
                         "default": "8799",
                     },
+                    "callback_token_key": {
+                        "description": "Key for the HMAC that turns a trigger's random nonce into the callback URL "
+                        "token, so serialized trigger kwargs never hold a usable token. Empty: [core] fernet_key.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "sensitive": True,
+                        "example": None,
+                        "default": "",
+                    },
+                    "job_query_batch_size": {
+                        "description": "Most job ids per coalesced GET /jobs/<id1,...> query (CI documents no limit).",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "10",
+                        "default": "10",
+                    },
                     "callback_base_url": {
                         "description": "Public base URL CI should POST callbacks to (a load balancer or ingress in "
                         "front of the triggerers). Empty: http://<listener host>:<listener port>.",

@@ -98,12 +98,29 @@ async def _measure(emu: Any, mode: str, ids: list[str], interval: float, cycles:
     watchdog.start()
     watchdog.set_phase("setup")
     await asyncio.sleep(0.1)
+    trace = bool(os.environ.get("BENCH_TRACEMALLOC"))  # diagnostics: which lines hold the memory
+    if trace:
+        import tracemalloc
+
+        tracemalloc.start(1)
     gc.collect()
     rss0 = rss_bytes()
+    types0 = _type_counts()
+    snap0 = tracemalloc.take_snapshot() if trace else None
     await ecall("stats_reset")
 
     watchdog.set_phase("create")
-    create_s = await start_triggers(runner, workloads)
+    if os.environ.get("BENCH_PROFILE_CREATE"):  # diagnostics: where does trigger creation spend its time?
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.enable()
+        create_s = await start_triggers(runner, workloads)
+        prof.disable()
+        pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+    else:
+        create_s = await start_triggers(runner, workloads)
     del workloads
     watchdog.set_phase("first_cycle")
     t_first = time.perf_counter()
@@ -133,6 +150,14 @@ async def _measure(emu: Any, mode: str, ids: list[str], interval: float, cycles:
     watchdog.set_phase("measure_memory")
     gc.collect()
     rss1 = rss_bytes()
+    types1 = _type_counts()
+    if trace:
+        snap1 = tracemalloc.take_snapshot()
+        stats = snap1.compare_to(snap0, "lineno")
+        total = sum(st.size_diff for st in stats)
+        log(f"tracemalloc: {total / n:.0f} B per trigger")
+        for st in stats[:25]:
+            log(f"  {st.size_diff / n:8.1f} B/trigger  {st.count_diff / n:6.2f} blocks  {st.traceback}")
     errors = failed_tasks(runner)
     result: dict[str, Any] = {
         "mode": mode,
@@ -145,6 +170,12 @@ async def _measure(emu: Any, mode: str, ids: list[str], interval: float, cycles:
         "rss_before_mb": round(rss0 / 2**20, 1),
         "rss_waiting_mb": round(rss1 / 2**20, 1),
         "memory_per_trigger_kb": round((rss1 - rss0) / n / 1024, 2),
+        # Objects the garbage collector tracks: every full collection walks all of them (the stall figures).
+        "gc_objects_per_trigger": round((sum(types1.values()) - sum(types0.values())) / n, 1),
+        "gc_objects_top_types_per_trigger": {
+            t: round((types1[t] - types0.get(t, 0)) / n, 2)
+            for t in sorted(types1, key=lambda t: types0.get(t, 0) - types1[t])[:10]
+        },
     }
     if mode == "idle":
         await watchdog.stop()
@@ -218,6 +249,14 @@ async def _measure(emu: Any, mode: str, ids: list[str], interval: float, cycles:
     result.update(watchdog.report(("create", "first_cycle", "steady", "finish")))
     await stop_triggers(runner)
     return result
+
+
+def _type_counts() -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for obj in gc.get_objects():
+        name = type(obj).__qualname__
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 async def _true(value: bool) -> bool:

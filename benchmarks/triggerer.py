@@ -80,6 +80,8 @@ class Watchdog:
         self.over_wall: dict[str, int] = {}
         self.over_cpu: dict[str, int] = {}
         self.gc_max: dict[str, float] = {}
+        self.gc_total: dict[str, float] = {}
+        self.gc_full: dict[str, int] = {}
         self._gc_t0 = 0.0
         self._task: asyncio.Task[None] | None = None
 
@@ -91,8 +93,12 @@ class Watchdog:
             self._gc_t0 = time.perf_counter()
         else:
             pause = time.perf_counter() - self._gc_t0
-            if pause > self.gc_max.get(self.phase, 0.0):
-                self.gc_max[self.phase] = pause
+            phase = self.phase
+            if pause > self.gc_max.get(phase, 0.0):
+                self.gc_max[phase] = pause
+            self.gc_total[phase] = self.gc_total.get(phase, 0.0) + pause
+            if info.get("generation") == 2:
+                self.gc_full[phase] = self.gc_full.get(phase, 0) + 1
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -137,5 +143,7 @@ class Watchdog:
             "stalls_over_threshold_wall": sel(self.over_wall),
             "stalls_over_threshold_cpu": sel(self.over_cpu),
             "gc_max_pause_s_by_phase": sel(self.gc_max),
+            "gc_total_s_by_phase": sel(self.gc_total),
+            "gc_full_collections_by_phase": sel(self.gc_full),
             "watchdog_tick_s": self.tick,
         }

@@ -16,7 +16,9 @@ BUCKET = "{{ var.value.get('tencent_ci_bucket', 'examplebucket-1250000000') }}"
 # Output keys are derived from the input key and the run's date: deterministic, so a cleared task that finds its
 # earlier job (the operator marks every job with an idempotency key) does not pay for a second one.
 VIDEO_STEM = "{{ params.video_key.rsplit('/', 1)[-1].rsplit('.', 1)[0] }}"
-OUT = "{{ params.output_prefix }}/{{ ds }}/" + VIDEO_STEM
+# `ds` is undefined for a manual run without a logical date (Airflow 3's default from the UI and REST API);
+# `run_after` always exists.
+OUT = "{{ params.output_prefix }}/{{ dag_run.run_after | ds }}/" + VIDEO_STEM
 
 DOC = """
 ### SegmentVideoBody: two ways to wait for a CI job

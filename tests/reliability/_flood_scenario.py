@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,8 @@ def run_flood(emu: Any, conn_id: str, monkeypatch: pytest.MonkeyPatch, rate: int
 
     emu.put_object(BUCKET, "in/flood.mp4", _support.mp4_bytes())
     emu.set_job_timing(0.0, 3600)
-    with _jobs.private_listener(monkeypatch, read_timeout=2.0) as listener:
+    # The production read deadline (10 s), not the short one of the hostile-input test.
+    with _jobs.private_listener(monkeypatch, read_timeout=cl.READ_TIMEOUT_SECONDS) as listener:
         nonce = cl.new_nonce()
         token = cl.token_for_nonce(nonce)
         job_id = _jobs.submit(conn_id, emu, "in/flood.mp4", "out/flood.png", cl.callback_url(token))

@@ -6,7 +6,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import pytest
@@ -82,10 +82,8 @@ async def first_event(trigger: Any, timeout: float) -> list[Any]:
             events.append(event)
             return
 
-    try:
+    with suppress(asyncio.TimeoutError):
         await asyncio.wait_for(consume(), timeout)
-    except asyncio.TimeoutError:
-        pass
     return events
 
 

@@ -18,7 +18,9 @@ import pytest
 
 from tests.reliability import _support
 
-FIGURES_PATH = Path(os.environ.get("TENCENT_CI_FIGURES") or Path(tempfile.gettempdir()) / "tencent-ci-reliability-figures.json")
+FIGURES_PATH = Path(
+    os.environ.get("TENCENT_CI_FIGURES") or Path(tempfile.gettempdir()) / "tencent-ci-reliability-figures.json"
+)
 
 
 class Figures:

@@ -95,7 +95,7 @@ def test_bda_refuses_wrong_key_missing_token_and_stale_timestamp(emu: Any, figur
     def call(client: Any) -> Any:
         req = models.SegmentCustomizedPortraitPicRequest()
         req.from_json_string(
-            '{"Image": "%s", "SegmentationOptions": {"Hair": true}}' % base64.b64encode(_support.png()).decode()
+            f'{{"Image": "{base64.b64encode(_support.png()).decode()}", "SegmentationOptions": {{"Hair": true}}}}'
         )
         return client.SegmentCustomizedPortraitPic(req)
 

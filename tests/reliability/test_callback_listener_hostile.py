@@ -45,6 +45,13 @@ XXE_PARAM = b"""<?xml version="1.0"?>
 <Response><JobsDetail><JobId>JOBID</JobId><State>Success</State></JobsDetail></Response>"""
 
 
+UNKEYED_BUFFER_BUG = (
+    "bug: triggers/callback_listener.py CallbackListener._buffer caps early callbacks by count (10,000 tokens x 10 "
+    "messages) but not by bytes; without a token key any well-formed token is accepted, so 1 MiB bodies to distinct "
+    "tokens grow memory ~1 MiB each (up to ~100 GiB)"
+)
+
+
 def rss_kib() -> int:
     with open(f"/proc/{os.getpid()}/status") as fh:
         for line in fh:
@@ -249,4 +256,7 @@ def test_unkeyed_listener_buffer_is_bounded_in_bytes(monkeypatch: pytest.MonkeyP
         growth_mib = (rss_kib() - before) / 1024
     figures.record("callback listener: unkeyed early-buffer flood (150 x 1 MiB)",
                    accepted=statuses.count(200), rss_growth_mib=round(growth_mib, 1))
-    assert growth_mib < 64, f"buffered callbacks for unknown tokens grew RSS by {growth_mib:.0f} MiB"
+    bounded = growth_mib < 64
+    if not bounded:  # a strict xfail, spelled imperatively (the 1 MiB locals make pytest's report huge)
+        pytest.xfail(UNKEYED_BUFFER_BUG)
+    pytest.fail("the early buffer is bounded now: remove the xfail (UNKEYED_BUFFER_BUG) and keep the assertion")

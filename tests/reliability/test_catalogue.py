@@ -4,9 +4,7 @@ docs/constraints.md."""
 
 from __future__ import annotations
 
-import io
 import os
-import time
 from pathlib import Path
 from typing import Any
 

@@ -60,7 +60,7 @@ def test_100_jobs_with_30_percent_callback_faults(
     emu.set_faults(None)
     events_per_job = Counter()
     wrong_state = []
-    for trigger, events in zip(triggers, results):
+    for trigger, events in zip(triggers, results, strict=False):
         events_per_job[trigger.job_id] += len(events)
         if not events:
             continue
