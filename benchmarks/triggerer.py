@@ -65,10 +65,11 @@ async def stop_triggers(runner: Any) -> None:
 class Watchdog:
     """Longest event-loop stall, per named phase.
 
-    Two figures per phase: ``wall`` is how late the loop woke up; ``cpu`` is the part of that lateness during
-    which this process was actually running (process CPU time; any thread of it). On a shared machine the
-    difference is time the OS gave to other processes, which no code of ours can cause. Garbage-collector pauses
-    are recorded separately (``gc.callbacks``): a full collection of a large heap stalls every trigger too.
+    Three figures per phase: ``wall`` is how late the loop woke up; ``cpu`` is the part of that lateness during
+    which this process was actually running (process CPU time; any thread of it): on a shared machine the
+    difference is time the OS gave to other processes; ``code`` is ``cpu`` minus the time spent in the garbage
+    collector (``gc.callbacks``) during the same tick: code that held the loop. GC pauses are reported as well:
+    a full collection of a large heap stalls every trigger too.
     """
 
     def __init__(self, tick: float = 0.02, threshold: float = 0.2) -> None:
@@ -83,6 +84,9 @@ class Watchdog:
         self.gc_total: dict[str, float] = {}
         self.gc_full: dict[str, int] = {}
         self._gc_t0 = 0.0
+        self._gc_clock = 0.0  # total seconds spent in the garbage collector so far
+        self.non_gc: dict[str, float] = {}
+        self.over_non_gc: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
 
     def set_phase(self, name: str) -> None:
@@ -97,17 +101,23 @@ class Watchdog:
             if pause > self.gc_max.get(phase, 0.0):
                 self.gc_max[phase] = pause
             self.gc_total[phase] = self.gc_total.get(phase, 0.0) + pause
+            self._gc_clock += pause
             if info.get("generation") == 2:
                 self.gc_full[phase] = self.gc_full.get(phase, 0) + 1
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            t0, c0 = loop.time(), time.process_time()
+            t0, c0, g0 = loop.time(), time.process_time(), self._gc_clock
             await asyncio.sleep(self.tick)
             late = max(0.0, loop.time() - t0 - self.tick)
             busy = min(late, max(0.0, time.process_time() - c0))
+            code = max(0.0, busy - (self._gc_clock - g0))  # running code, not collecting garbage
             phase = self.phase
+            if code > self.non_gc.get(phase, -1.0):
+                self.non_gc[phase] = code
+            if code > self.threshold:
+                self.over_non_gc[phase] = self.over_non_gc.get(phase, 0) + 1
             if late > self.wall.get(phase, -1.0):
                 self.wall[phase] = late
             if busy > self.cpu.get(phase, -1.0):
@@ -134,8 +144,11 @@ class Watchdog:
         def sel(d: dict[str, Any]) -> dict[str, Any]:
             return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items() if keep is None or k in keep}
 
-        wall, cpu = sel(self.wall), sel(self.cpu)
+        wall, cpu, code = sel(self.wall), sel(self.cpu), sel(self.non_gc)
         return {
+            "stall_code_s_by_phase": code,
+            "max_stall_code_s": max(code.values(), default=0.0),
+            "stalls_over_threshold_code": sel(self.over_non_gc),
             "stall_wall_s_by_phase": wall,
             "stall_cpu_s_by_phase": cpu,
             "max_stall_wall_s": max(wall.values(), default=0.0),

@@ -37,7 +37,8 @@ def test_providers_hooks_shows_the_connection_type() -> None:
     by_type = {h["connection_type"]: h for h in hooks}
     assert "tencentcloud" in by_type
     assert by_type["tencentcloud"]["class"] == "airflow_provider_tencent_ci.hooks.base.TencentCloudBaseHook"
-    assert by_type["tencentcloud"]["package"] == "airflow-provider-tencent-ci"
+    assert by_type["tencentcloud"]["package_name"] == "airflow-provider-tencent-ci"
+    assert by_type["tencentcloud"]["hook_name"] == "Tencent Cloud"
 
 
 def test_every_registered_module_and_class_imports() -> None:

@@ -338,7 +338,7 @@ class EmulatorApp:
         if name == "stats" and method == "GET":
             payload = self.state.stats.snapshot()
         elif name == "jobs" and method == "GET":
-            payload = {"jobs": jobs_snapshot(self.state)}
+            payload = {"jobs": self.state.jobs.list_jobs()}
         elif name == "reset" and method == "POST":
             self.state.reset()
             payload = {"reset": True}
@@ -355,21 +355,6 @@ class EmulatorApp:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-def jobs_snapshot(state: EmulatorState) -> list[Any]:
-    """Job records from the job engine, whatever shape it offers (list of dicts preferred)."""
-    engine = state.jobs
-    for attr in ("snapshot", "list_records", "records"):
-        fn = getattr(engine, attr, None)
-        if callable(fn):
-            return list(fn())
-    jobs = getattr(engine, "jobs", None)
-    if isinstance(jobs, dict):
-        return list(jobs.values())
-    if isinstance(jobs, list):
-        return jobs
-    return []
 
 
 def _tc_error(req: EmuRequest, err: TcApiError) -> EmuResponse:

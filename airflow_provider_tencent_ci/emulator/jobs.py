@@ -434,10 +434,6 @@ class JobEngine:
                 out.append(rec)
             return out
 
-    def snapshot(self) -> list[dict[str, Any]]:
-        """Alias of list_jobs (the name the app's inspection endpoint looks for)."""
-        return self.list_jobs()
-
     @property
     def callbacks_sent(self) -> list[dict[str, Any]]:
         with self._lock:

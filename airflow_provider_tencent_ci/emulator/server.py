@@ -321,38 +321,22 @@ class Emulator:
         self.state.faults.set(faults)
 
     # -- job control (the job engine lives on the server loop) -----------------------------------------------
-    def _engine_call(self, names: tuple[str, ...], *args: Any, **kwargs: Any) -> Any:
-        engine = self.state.jobs
-        for name in names:
-            fn = getattr(engine, name, None)
-            if callable(fn):
-                return self._run(fn, *args, **kwargs)
-        raise NotImplementedError(f"the job engine has none of {names}")
-
     def set_job_timing(self, queue_seconds: float, run_seconds: float) -> None:
-        self._engine_call(("set_job_timing", "set_timing"), queue_seconds, run_seconds)
+        self._run(self.state.jobs.set_timing, queue_seconds, run_seconds)
 
     def force_job_outcome(self, job_id: str, state: str, code: str | None = None, message: str | None = None) -> None:
-        self._engine_call(("force_job_outcome", "force_outcome"), job_id, state, code=code, message=message)
+        self._run(self.state.jobs.force_outcome, job_id, state, code=code, message=message)
 
     def pause_job(self, job_id: str) -> None:
-        self._engine_call(("pause_job", "pause"), job_id)
+        self._run(self.state.jobs.pause, job_id)
 
     def resume_job(self, job_id: str) -> None:
-        self._engine_call(("resume_job", "resume"), job_id)
+        self._run(self.state.jobs.resume, job_id)
 
     @property
     def jobs(self) -> list[Any]:
-        from .app import jobs_snapshot
-
-        return list(self._run(jobs_snapshot, self.state))
+        return list(self._run(self.state.jobs.list_jobs))
 
     @property
     def callbacks_sent(self) -> list[Any]:
-        def read() -> list[Any]:
-            value = getattr(self.state.jobs, "callbacks_sent", [])
-            if callable(value):
-                value = value()
-            return list(value)
-
-        return list(self._run(read))
+        return list(self.state.jobs.callbacks_sent)
