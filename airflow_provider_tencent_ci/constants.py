@@ -98,6 +98,7 @@ CALLBACK_EVENTS = ("TaskFinish", "WorkflowFinish")
 JOB_LIST_MAX_SIZE = 100
 # The batch maximum of GET /jobs/<id1,...> is not documented: stay conservative.
 JOB_QUERY_BATCH_DEFAULT = 10
+JOB_QUERY_BATCH_MAX = JOB_LIST_MAX_SIZE
 
 
 # Image operators: reruns and batches

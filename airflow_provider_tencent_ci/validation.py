@@ -8,6 +8,7 @@ templated) and after rendering.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -48,6 +49,24 @@ def check_float_range(param: str, value: Any, lo: float, hi: float) -> float:
     if math.isnan(number) or not lo <= number <= hi:
         raise ParameterValidationError(param, value, f"must be a number in {lo}..{hi}")
     return number
+
+
+def check_positive_seconds(param: str, value: Any) -> float:
+    """A duration or interval in seconds that must be > 0 (0 would poll in a tight loop)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ParameterValidationError(param, value, "must be > 0 seconds") from None
+    if isinstance(value, bool) or math.isnan(number) or number <= 0:
+        raise ParameterValidationError(param, value, "must be > 0 seconds")
+    return number
+
+
+def check_name(param: str, value: Any, max_len: int = 64) -> str:
+    """A short identifier that is safe in a URL path: letters, digits, '_' and '-'."""
+    if not isinstance(value, str) or not re.fullmatch(rf"[A-Za-z0-9_\-]{{1,{max_len}}}", value):
+        raise ParameterValidationError(param, value, f"must be 1..{max_len} chars of A-Z a-z 0-9 _ -")
+    return value
 
 
 def check_non_empty_str(param: str, value: Any) -> str:

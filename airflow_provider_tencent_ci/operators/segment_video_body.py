@@ -34,6 +34,7 @@ from airflow_provider_tencent_ci.constants import (
     JOB_FAILED_STATES,
     JOB_LEVELS,
     JOB_LIST_MAX_SIZE,
+    JOB_QUERY_BATCH_MAX,
     MQ_MODES,
     SEGMENT_VIDEO_BODY_TAG,
     SVB_BACKGROUND_COLOR_MODE,
@@ -57,6 +58,7 @@ from airflow_provider_tencent_ci.validation import (
     check_int_range,
     check_non_empty_str,
     check_object_key,
+    check_positive_seconds,
     check_printable_ascii,
     is_templated,
 )
@@ -382,9 +384,12 @@ class SegmentVideoBodyOperator(BaseOperator):
         self.fail_on_pause = fail_on_pause
         self.cancel_on_kill = cancel_on_kill
         self.reattach_lookback = _seconds(reattach_lookback) or 0.0
-        self.job_query_batch_size = job_query_batch_size
-        if self.poll_interval <= 0:
-            raise ParameterValidationError("poll_interval", poll_interval, "must be > 0 seconds")
+        self.job_query_batch_size = (
+            None
+            if job_query_batch_size is None
+            else check_int_range("job_query_batch_size", job_query_batch_size, 1, JOB_QUERY_BATCH_MAX)
+        )
+        check_positive_seconds("poll_interval", poll_interval)
         if self.max_wait is not None and self.max_wait <= 0:
             raise ParameterValidationError("max_wait", max_wait, "must be > 0 seconds, or None")
         build_svb_request(self._values(), skip_templated=True)

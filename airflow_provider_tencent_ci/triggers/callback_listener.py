@@ -42,6 +42,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_tencent_ci.constants import CALLBACK_EVENT_TASK_FINISH
+from airflow_provider_tencent_ci.validation import check_name
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ MAX_HEADER_LINES = 100
 LINE_LIMIT = 16 * 1024
 EARLY_TTL_SECONDS = 3600.0
 EARLY_MAX_TOKENS = 10_000
+# Early callbacks are only held until their trigger starts; a flood to unknown tokens must not grow memory.
+EARLY_MAX_BYTES = 16 * 1024 * 1024
+EARLY_MAX_PER_TOKEN = 10
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_\-.]{16,200}$")
 _MAC_LEN = 32
 
@@ -98,9 +102,7 @@ def token_for_nonce(nonce: str) -> str:
 
 def channel_token(channel: str) -> str:
     """The token of a named channel (event triggers; configure its URL as a CI queue's callback)."""
-    if not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", channel):
-        raise ValueError(f"Invalid channel={channel!r}: must be 1..64 chars of A-Z a-z 0-9 _ -")
-    name = f"ch-{channel}"
+    name = f"ch-{check_name('channel', channel)}"
     key = _token_key()
     return f"{name}.{_mac(key, name)}" if key else f"{name}-{'0' * 16}"
 
@@ -143,6 +145,7 @@ class CallbackMessage:
     event_name: str
     jobs: list[dict[str, Any]]
     fmt: str
+    size: int = 0  # bytes of the body it came from: what buffering it costs
     received_at: float = field(default_factory=time.time)
 
     def for_job(self, job_id: str) -> list[dict[str, Any]]:
@@ -225,7 +228,7 @@ def parse_callback(body: bytes, content_type: str = "") -> CallbackMessage:
     event_name = doc.get("EventName") or CALLBACK_EVENT_TASK_FINISH
     if not isinstance(event_name, (str, int)):
         raise CallbackParseError("EventName must be a string")
-    return CallbackMessage(event_name=str(event_name), jobs=jobs, fmt=fmt)
+    return CallbackMessage(event_name=str(event_name), jobs=jobs, fmt=fmt, size=len(body))
 
 
 # -- the listener ---------------------------------------------------------------------------------------------
@@ -282,6 +285,7 @@ class CallbackListener:
         read_timeout: float = READ_TIMEOUT_SECONDS,
         early_ttl: float = EARLY_TTL_SECONDS,
         early_max_tokens: int = EARLY_MAX_TOKENS,
+        early_max_bytes: int = EARLY_MAX_BYTES,
     ) -> None:
         self.host = host
         self.port = port
@@ -289,6 +293,8 @@ class CallbackListener:
         self.read_timeout = read_timeout
         self.early_ttl = early_ttl
         self.early_max_tokens = early_max_tokens
+        self.early_max_bytes = early_max_bytes
+        self._early_bytes = 0
         self._lock = threading.Lock()
         self._registrations: dict[str, set[Registration]] = {}
         self._early: OrderedDict[str, list[CallbackMessage]] = OrderedDict()
@@ -361,6 +367,7 @@ class CallbackListener:
         with self._lock:
             self._registrations.setdefault(token, set()).add(reg)
             early = self._early.pop(token, [])
+            self._early_bytes -= sum(m.size for m in early)
         now = time.time()
         for message in early:
             if now - message.received_at <= self.early_ttl:
@@ -394,16 +401,23 @@ class CallbackListener:
                 self._buffer(token, message)
 
     def _buffer(self, token: str, message: CallbackMessage) -> None:
-        # Called with the lock held. Expire old entries, cap the number of tokens (oldest first).
+        # Called with the lock held. Expire old entries, then cap tokens, messages per token and bytes, dropping
+        # the oldest first: the fallback poll still finds any job whose callback is dropped here.
         now = time.time()
         for old in [t for t, msgs in self._early.items() if now - msgs[-1].received_at > self.early_ttl]:
-            del self._early[old]
-        self._early.setdefault(token, []).append(message)
+            self._drop_early(old)
+        messages = self._early.setdefault(token, [])
+        messages.append(message)
+        self._early_bytes += message.size
         self._early.move_to_end(token)
-        self._early[token] = self._early[token][-10:]
-        while len(self._early) > self.early_max_tokens:
-            self._early.popitem(last=False)
+        while len(messages) > EARLY_MAX_PER_TOKEN:
+            self._early_bytes -= messages.pop(0).size
+        while self._early and (len(self._early) > self.early_max_tokens or self._early_bytes > self.early_max_bytes):
+            self._drop_early(next(iter(self._early)))
         self.buffered += 1
+
+    def _drop_early(self, token: str) -> None:
+        self._early_bytes -= sum(m.size for m in self._early.pop(token, []))
 
     # -- HTTP -----------------------------------------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -31,6 +31,7 @@ from airflow_provider_tencent_ci.constants import (
     DEFAULT_CONN_ID,
     JOB_FAILED_STATES,
     JOB_LIST_MAX_SIZE,
+    JOB_QUERY_BATCH_MAX,
     JOB_TERMINAL_STATES,
     JOB_TIME_FORMAT,
     SEGMENT_VIDEO_BODY_TAG,
@@ -39,6 +40,13 @@ from airflow_provider_tencent_ci.constants import (
 from airflow_provider_tencent_ci.exceptions import TencentCloudError
 from airflow_provider_tencent_ci.triggers import callback_listener
 from airflow_provider_tencent_ci.triggers.poller import PollResult, get_poller
+from airflow_provider_tencent_ci.validation import (
+    check_choice,
+    check_int_range,
+    check_name,
+    check_non_empty_str,
+    check_positive_seconds,
+)
 
 DEFAULT_POLL_INTERVAL = 30.0
 DEFAULT_CALLBACK_FALLBACK_INTERVAL = 300.0
@@ -91,16 +99,19 @@ class _CIJobTaskTrigger(BaseTrigger):
         batch_size: int | None = None,
     ) -> None:
         super().__init__()
-        self.job_id = job_id
-        self.bucket = bucket
+        # Checked here, not in run(): a bad value must fail where the trigger is built, not inside the triggerer.
+        self.job_id = check_non_empty_str("job_id", job_id)
+        self.bucket = check_non_empty_str("bucket", bucket)
         self.tencentcloud_conn_id = tencentcloud_conn_id
         self.region = region
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = check_positive_seconds("poll_interval", poll_interval)
         # An absolute deadline (epoch seconds), not a duration: a rebuilt trigger must not extend the wait.
         self.end_time = end_time
         self.fail_on_pause = fail_on_pause
         self.cancel_on_kill = cancel_on_kill
-        self.batch_size = batch_size
+        self.batch_size = (
+            None if batch_size is None else check_int_range("batch_size", batch_size, 1, JOB_QUERY_BATCH_MAX)
+        )
         self._last_state: str | None = None
         self._missing = 0
 
@@ -352,15 +363,18 @@ class CIJobEventTrigger(BaseEventTrigger):
         max_pages: int = 10,
     ) -> None:
         super().__init__()
-        self.bucket = bucket
+        # An event trigger is built at DAG parse (AssetWatcher): bad values must fail there, not in the triggerer.
+        self.bucket = check_non_empty_str("bucket", bucket)
         self.tencentcloud_conn_id = tencentcloud_conn_id
         self.region = region
-        self.tag = tag
-        self.channel = channel
-        self.poll_interval = float(poll_interval)
-        self.lookback_seconds = float(lookback_seconds)
+        self.tag = check_non_empty_str("tag", tag)
+        self.channel = None if channel is None else check_name("channel", channel)
+        self.poll_interval = check_positive_seconds("poll_interval", poll_interval)
+        self.lookback_seconds = check_positive_seconds("lookback_seconds", lookback_seconds)
+        for state in states or ():
+            check_choice("states", state, sorted(JOB_TERMINAL_STATES))
         self.states = sorted(states) if states else sorted(JOB_TERMINAL_STATES)
-        self.max_pages = max_pages
+        self.max_pages = check_int_range("max_pages", max_pages, 1, 1000)
         self._cursor: dict[str, Any] | None = None
         self._inflight: set[str] = set()
         self._hook: Any = None

@@ -47,8 +47,6 @@ class Case:
         return "; ".join(parts).replace("|", "\\|")
 
 
-BUG_TRIGGERS = ("bug: triggers/ci_job.py validates no constructor argument; a bad value surfaces only in the "
-                "triggerer (poll_interval=0 polls in a tight loop, an invalid channel raises ValueError in run())")
 DROP = object()  # an override value that removes the argument from the base
 
 TABLE: list[Case] = [
@@ -183,30 +181,20 @@ TABLE: list[Case] = [
          "not with use_callback_listener"),
     Case(SVB, "poll_interval", {"poll_interval": 0}, "> 0 seconds"),
     Case(SVB, "max_wait", {"max_wait": -5}, "> 0 seconds or None"),
-    Case(SVB, "job_query_batch_size", {"job_query_batch_size": 500}, "integer in 1..100",
-         bug="bug: not validated by the operator; the poller silently clamps it to 100"),
+    Case(SVB, "job_query_batch_size", {"job_query_batch_size": 500}, "integer in 1..100"),
     # -- sensor -------------------------------------------------------------------------------------------------
     Case(SENSOR, "job_id", {"job_id": ""}, "non-empty string"),
     Case(SENSOR, "bucket", {"bucket": " "}, "non-empty string"),
     # -- triggers (constructed by operators, or by users in AssetWatcher) --------------------------------------
-    Case(TASK_TRIGGERS, "job_id", {"job_id": ""}, "non-empty string",
-         bug=BUG_TRIGGERS),
-    Case(TASK_TRIGGERS, "bucket", {"bucket": ""}, "non-empty string",
-         bug=BUG_TRIGGERS),
-    Case(TASK_TRIGGERS, "poll_interval", {"poll_interval": 0}, "> 0 seconds",
-         bug=BUG_TRIGGERS),
-    Case(TASK_TRIGGERS, "batch_size", {"batch_size": 500}, "integer in 1..100",
-         bug=BUG_TRIGGERS),
-    Case(EVENT_TRIGGER, "bucket", {"bucket": ""}, "non-empty string",
-         bug=BUG_TRIGGERS),
-    Case(EVENT_TRIGGER, "channel", {"channel": "has space/slash"}, "1..64 chars of A-Z a-z 0-9 _ -",
-         bug=BUG_TRIGGERS),
-    Case(EVENT_TRIGGER, "poll_interval", {"poll_interval": 0}, "> 0 seconds",
-         bug=BUG_TRIGGERS),
-    Case(EVENT_TRIGGER, "states", {"states": ["Running"]}, "terminal states only: Success, Failed, Cancel",
-         bug=BUG_TRIGGERS),
-    Case(EVENT_TRIGGER, "max_pages", {"max_pages": 0}, "integer >= 1",
-         bug=BUG_TRIGGERS),
+    Case(TASK_TRIGGERS, "job_id", {"job_id": ""}, "non-empty string"),
+    Case(TASK_TRIGGERS, "bucket", {"bucket": ""}, "non-empty string"),
+    Case(TASK_TRIGGERS, "poll_interval", {"poll_interval": 0}, "> 0 seconds"),
+    Case(TASK_TRIGGERS, "batch_size", {"batch_size": 500}, "integer in 1..100"),
+    Case(EVENT_TRIGGER, "bucket", {"bucket": ""}, "non-empty string"),
+    Case(EVENT_TRIGGER, "channel", {"channel": "has space/slash"}, "1..64 chars of A-Z a-z 0-9 _ -"),
+    Case(EVENT_TRIGGER, "poll_interval", {"poll_interval": 0}, "> 0 seconds"),
+    Case(EVENT_TRIGGER, "states", {"states": ["Running"]}, "terminal states only: Success, Failed, Cancel"),
+    Case(EVENT_TRIGGER, "max_pages", {"max_pages": 0}, "integer >= 1"),
 ]
 
 

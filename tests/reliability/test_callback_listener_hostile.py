@@ -46,13 +46,6 @@ XXE_PARAM = b"""<?xml version="1.0"?>
 <Response><JobsDetail><JobId>JOBID</JobId><State>Success</State></JobsDetail></Response>"""
 
 
-UNKEYED_BUFFER_BUG = (
-    "bug: triggers/callback_listener.py CallbackListener._buffer caps early callbacks by count (10,000 tokens x 10 "
-    "messages) but not by bytes; without a token key any well-formed token is accepted, so 1 MiB bodies to distinct "
-    "tokens grow memory ~1 MiB each (up to ~100 GiB)"
-)
-
-
 def rss_kib() -> int:
     with open(f"/proc/{os.getpid()}/status") as fh:
         for line in fh:
@@ -262,6 +255,5 @@ def test_unkeyed_listener_buffer_is_bounded_in_bytes(monkeypatch: pytest.MonkeyP
     # formatting (CPython 3.11's ast.parse fails with "AST constructor recursion depth mismatch" when a GC
     # finalizer logs during parsing).
     gc.collect()
-    if not bounded:  # a strict xfail, spelled imperatively (the 1 MiB locals make pytest's report huge)
-        pytest.xfail(UNKEYED_BUFFER_BUG)
-    pytest.fail("the early buffer is bounded now: remove the xfail (UNKEYED_BUFFER_BUG) and keep the assertion")
+    assert bounded, f"the early buffer grew memory by {growth_mib:.0f} MiB for 150 x 1 MiB callbacks"
+    assert listener._early_bytes <= listener.early_max_bytes
