@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import unquote, unquote_plus
 
 from . import auth, cos
-from .core import CosError, EmulatorState, EmuRequest, EmuResponse, TcApiError
+from .core import BUCKET_HOST_RE, CosError, EmulatorState, EmuRequest, EmuResponse, TcApiError
 from .xmlutil import http_date, to_xml
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 Handler = Callable[[EmulatorState, EmuRequest], Awaitable[EmuResponse]]
 Scope = dict[str, Any]
 
-_BUCKET_HOST = re.compile(r"^(?P<bucket>[a-z0-9-]+-\d+)\.(?P<svc>cos|ci)\.(?P<region>[a-z0-9-]+)\.myqcloud\.com$")
 _SERVICE_HOST = "service.cos.myqcloud.com"
 _BDA_HOST = re.compile(r"^bda(\.[a-z0-9-]+)?\.tencentcloudapi\.com$")  # global or regional endpoint
 BDA_SERVICE = "bda"
@@ -184,7 +183,7 @@ class EmulatorApp:
             await self._inspect(method, path, send)
             return
 
-        m = _BUCKET_HOST.match(host)
+        m = BUCKET_HOST_RE.match(host)
         bucket: str | None = None
         region: str | None = None
         if m:

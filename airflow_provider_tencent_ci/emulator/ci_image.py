@@ -18,11 +18,11 @@ import posixpath
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
 from . import imaging
-from .core import CosError, EmuRequest, EmuResponse
+from .core import CosError, EmuRequest, EmuResponse, read_own_object
 
 PORTRAIT_MATTING = "AIPortraitMatting"
 GOODS_MATTING = "GoodsMatting"
@@ -37,7 +37,6 @@ MAX_SOURCE_BYTES = 32 * 1024 * 1024
 _THREAD_THRESHOLD = 64 * 1024
 
 _PADDING_RE = re.compile(r"^\s*(\d{1,4})\s*x\s*(\d{1,4})\s*$")
-_COS_HOST_RE = re.compile(r"^(?P<bucket>[a-z0-9-]+-\d+)\.cos\.(?P<region>[a-z0-9-]+)\.myqcloud\.com$", re.I)
 
 # Codes: parameters -> InvalidArgument (400); undecodable source -> InvalidImageFormat (400);
 # detect-url unreachable -> DownloadFailed (400). The last two are emulator choices where the CI error table
@@ -156,17 +155,14 @@ def decode_detect_url(raw: str) -> str:
 
 
 def fetch_url(state: Any, url: str) -> bytes:
-    """The emulator has no network: only URLs of its own COS objects can be "downloaded"."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise CosError(400, CODE_INVALID_ARGUMENT, f"detect-url={url!r} is not a valid http(s) URL")
-    m = _COS_HOST_RE.match(parts.hostname)
-    key = unquote(parts.path.lstrip("/"))
-    if m and key and state.store.has_bucket(m.group("bucket")):
-        rec = state.store.get(m.group("bucket"), key)
-        if rec is not None:
-            return bytes(rec.data)
-    raise CosError(400, CODE_DOWNLOAD_FAILED, f"failed to download detect-url {url!r}")
+    """The bytes behind a detect-url (only the emulator's own objects can be downloaded)."""
+    try:
+        data = read_own_object(state, url)
+    except ValueError:
+        raise CosError(400, CODE_INVALID_ARGUMENT, f"detect-url={url!r} is not a valid http(s) URL") from None
+    if data is None:
+        raise CosError(400, CODE_DOWNLOAD_FAILED, f"failed to download detect-url {url!r}")
+    return data
 
 
 def _require_bucket(state: Any, bucket: str | None) -> str:

@@ -9,11 +9,13 @@ This package must not import anything else from ``airflow_provider_tencent_ci`` 
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from .faults import FaultInjector
 from .stats import Stats
@@ -27,6 +29,31 @@ STS_SECRET_ID = "AKIDEMULATORSTS000000000000000000000"
 STS_SECRET_KEY = "emulator-sts-secret-key-000000"
 STS_TOKEN = "emulator-session-token-000000000000"
 BDA_HOST = "bda.tencentcloudapi.com"
+# <bucket>-<appid>.cos.<region>.myqcloud.com (objects, image processing) and .ci. (jobs)
+BUCKET_HOST_RE = re.compile(r"^(?P<bucket>[a-z0-9-]+-\d+)\.(?P<svc>cos|ci)\.(?P<region>[a-z0-9-]+)\.myqcloud\.com$")
+
+
+def cos_bucket_of_host(host: str) -> str | None:
+    """The bucket a COS object host names, or None for any other host."""
+    m = BUCKET_HOST_RE.match(host.lower())
+    return m.group("bucket") if m and m.group("svc") == "cos" else None
+
+
+def read_own_object(state: EmulatorState, url: str) -> bytes | None:
+    """The emulator has no network: a URL can only be "downloaded" when it names one of its own COS objects.
+
+    Returns None for any other (well-formed) URL; raises ValueError when ``url`` is not an http(s) URL.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or " " in url:
+        raise ValueError(url)
+    bucket = cos_bucket_of_host(parts.hostname)
+    key = unquote(parts.path.lstrip("/"))
+    if bucket and key and state.store.has_bucket(bucket):
+        rec = state.store.get(bucket, key)
+        if rec is not None:
+            return bytes(rec.data)
+    return None
 
 
 @dataclass

@@ -7,11 +7,10 @@ import hashlib
 import re
 from urllib.parse import quote, unquote
 
-from .core import CosError, EmulatorState, EmuRequest, EmuResponse
+from .core import CosError, EmulatorState, EmuRequest, EmuResponse, cos_bucket_of_host
 from .store import ObjectRecord
 from .xmlutil import http_date, iso8601, to_xml
 
-_COS_HOST = re.compile(r"^(?P<bucket>[a-z0-9-]+-\d+)\.cos\.(?P<region>[a-z0-9-]+)\.myqcloud\.com$")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -118,10 +117,10 @@ def _parse_copy_source(value: str) -> tuple[str, str]:
     src = re.sub(r"^https?://", "", src)
     host, _, key = src.partition("/")
     key = key.split("?versionId=", 1)[0]
-    m = _COS_HOST.match(host.lower())
-    if not m or not key:
+    bucket = cos_bucket_of_host(host)
+    if not bucket or not key:
         raise CosError(400, "InvalidArgument", "x-cos-copy-source is invalid.")
-    return m.group("bucket"), key
+    return bucket, key
 
 
 async def copy_object(state: EmulatorState, req: EmuRequest) -> EmuResponse:

@@ -38,7 +38,7 @@ import httpx
 from defusedxml import ElementTree as SafeET
 
 from . import imaging
-from .core import CosError, EmuRequest, EmuResponse
+from .core import CosError, EmuRequest, EmuResponse, cos_bucket_of_host
 
 TAG = "SegmentVideoBody"
 SUBMITTED, RUNNING, SUCCESS, FAILED, PAUSE, CANCEL = "Submitted", "Running", "Success", "Failed", "Pause", "Cancel"
@@ -69,7 +69,6 @@ CALLBACK_BACKOFF = (0.1, 0.3)
 CALLBACK_TIMEOUT = 5.0
 CST = timezone(timedelta(hours=8))  # CI reports job times in Beijing time: 2022-06-27T14:44:10+0800
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
-_COS_HOST_RE = re.compile(r"^(?P<bucket>[a-z0-9-]+-\d+)\.cos\.(?P<region>[a-z0-9-]+)\.myqcloud\.com$", re.I)
 
 
 def _bad(message: str) -> CosError:
@@ -135,10 +134,10 @@ def _logo_source(state: Any, bucket: str, value: str) -> tuple[str, str]:
     """BackgroundLogoUrl must name an object in the source bucket: a URL of that bucket or a plain key."""
     if re.match(r"^[a-z][a-z0-9+.-]*://", value, re.I):
         parts = urlsplit(value)
-        m = _COS_HOST_RE.match(parts.hostname or "")
-        if parts.scheme.lower() not in ("http", "https") or not m:
+        url_bucket = cos_bucket_of_host(parts.hostname or "")
+        if parts.scheme.lower() not in ("http", "https") or not url_bucket:
             raise _bad(f"BackgroundLogoUrl={value!r} is invalid: must be a COS URL in the source bucket {bucket}")
-        if m.group("bucket") != bucket:
+        if url_bucket != bucket:
             raise _bad(
                 f"BackgroundLogoUrl={value!r} is invalid: the background file must be in the same bucket as the "
                 f"source ({bucket})"

@@ -137,6 +137,23 @@ def _log_retry(logger: Any, err: TencentCloudError, attempt: int, policy: RetryP
     logger.warning("%s (attempt %d of %d); retrying in %.2fs", err, attempt, policy.max_attempts, delay)
 
 
+def _delay_before_retry(exc: Exception, attempt: int, policy: RetryPolicy, operation: str, logger: Any) -> float:
+    """The backoff before the next attempt; raises (the mapped error) when the call must not be retried.
+
+    Called from inside the caller's ``except`` block, so a bare re-raise keeps the original traceback.
+    """
+    err = translate_error(exc, operation)
+    if err is None:
+        raise exc
+    if not policy.should_retry(err, attempt):
+        if err is exc:
+            raise exc
+        raise err from None
+    delay = policy.backoff(attempt)
+    _log_retry(logger, err, attempt, policy, delay)
+    return delay
+
+
 def call_with_retry(
     fn: Callable[[], T],
     *,
@@ -145,22 +162,13 @@ def call_with_retry(
     logger: Any = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    logger = logger or log
     attempt = 0
     while True:
         attempt += 1
         try:
             return fn()
         except Exception as exc:
-            err = translate_error(exc, operation)
-            if err is None:
-                raise
-            if not policy.should_retry(err, attempt):
-                if err is exc:
-                    raise
-                raise err from None
-            delay = policy.backoff(attempt)
-            _log_retry(logger, err, attempt, policy, delay)
+            delay = _delay_before_retry(exc, attempt, policy, operation, logger or log)
         sleep(delay)
 
 
@@ -171,22 +179,13 @@ async def acall_with_retry(
     operation: str,
     logger: Any = None,
 ) -> T:
-    logger = logger or log
     attempt = 0
     while True:
         attempt += 1
         try:
             return await fn()
         except Exception as exc:
-            err = translate_error(exc, operation)
-            if err is None:
-                raise
-            if not policy.should_retry(err, attempt):
-                if err is exc:
-                    raise
-                raise err from None
-            delay = policy.backoff(attempt)
-            _log_retry(logger, err, attempt, policy, delay)
+            delay = _delay_before_retry(exc, attempt, policy, operation, logger or log)
         await asyncio.sleep(delay)
 
 

@@ -29,6 +29,26 @@ if TYPE_CHECKING:
     from airflow_provider_tencent_ci.hooks.ci import CIHook
 
 
+# Template fields every image operator has: where the images come from, and how a batch runs.
+SOURCE_TEMPLATE_FIELDS = (
+    "bucket",
+    "source_key",
+    "source_keys",
+    "source_prefix",
+    "modified_after",
+    "modified_before",
+    "source_path",
+)
+BATCH_TEMPLATE_FIELDS = (
+    "output_bucket",
+    "if_exists",
+    "max_concurrency",
+    "continue_on_error",
+    "tencentcloud_conn_id",
+    "region",
+)
+
+
 class ImageOperatorBase(BaseOperator):
     """Shared parameters of the image operators (see the subclasses for the full documentation).
 

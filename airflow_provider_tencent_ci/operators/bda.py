@@ -34,7 +34,11 @@ from airflow_provider_tencent_ci.constants import (
 from airflow_provider_tencent_ci.exceptions import ParameterValidationError
 from airflow_provider_tencent_ci.operators import _batch
 from airflow_provider_tencent_ci.operators._batch import SourceItem, pending
-from airflow_provider_tencent_ci.operators._image_base import ImageOperatorBase
+from airflow_provider_tencent_ci.operators._image_base import (
+    BATCH_TEMPLATE_FIELDS,
+    SOURCE_TEMPLATE_FIELDS,
+    ImageOperatorBase,
+)
 from airflow_provider_tencent_ci.validation import check_choice
 
 _OUTPUT_KEYS = ("portrait_output_key", "mask_output_key")
@@ -120,25 +124,14 @@ class SegmentPortraitPartsOperator(ImageOperatorBase):
 
     template_fields: Sequence[str] = (
         "parts",
-        "bucket",
-        "source_key",
-        "source_keys",
-        "source_prefix",
-        "modified_after",
-        "modified_before",
-        "source_path",
+        *SOURCE_TEMPLATE_FIELDS,
         "url",
-        "output_bucket",
         "portrait_output_key",
         "mask_output_key",
         "portrait_output_path",
         "mask_output_path",
         "auto_resize",
-        "if_exists",
-        "max_concurrency",
-        "continue_on_error",
-        "tencentcloud_conn_id",
-        "region",
+        *BATCH_TEMPLATE_FIELDS,
         "bda_region",
     )
 

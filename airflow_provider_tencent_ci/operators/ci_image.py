@@ -40,7 +40,11 @@ from airflow_provider_tencent_ci.constants import (
 from airflow_provider_tencent_ci.exceptions import ParameterValidationError
 from airflow_provider_tencent_ci.operators import _batch
 from airflow_provider_tencent_ci.operators._batch import SourceItem, pending
-from airflow_provider_tencent_ci.operators._image_base import ImageOperatorBase
+from airflow_provider_tencent_ci.operators._image_base import (
+    BATCH_TEMPLATE_FIELDS,
+    SOURCE_TEMPLATE_FIELDS,
+    ImageOperatorBase,
+)
 from airflow_provider_tencent_ci.validation import (
     check_choice,
     check_float_range,
@@ -50,24 +54,13 @@ from airflow_provider_tencent_ci.validation import (
 
 _PADDING_RE = re.compile(r"^\s*(-?\d+)\s*[xX]\s*(-?\d+)\s*$")
 _COMMON_FIELDS = (
-    "bucket",
-    "source_key",
-    "source_keys",
-    "source_prefix",
-    "modified_after",
-    "modified_before",
-    "source_path",
+    *SOURCE_TEMPLATE_FIELDS,
     "detect_url",
     "upload_key",
     "output_key",
     "output_path",
-    "output_bucket",
     "mode",
-    "if_exists",
-    "max_concurrency",
-    "continue_on_error",
-    "tencentcloud_conn_id",
-    "region",
+    *BATCH_TEMPLATE_FIELDS,
 )
 
 
