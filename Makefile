@@ -30,8 +30,18 @@ test: lint typecheck
 demo: $(STAMP)
 	$(PY) demo/run_demo.py
 
-bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+# The benchmarks compare with the Amazon provider, installed ONLY in this separate environment (same Airflow).
+BENCH_VENV ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-airflow-$(AIRFLOW_VERSION)-amazon
+
+$(BENCH_STAMP):
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "apache-airflow==$(AIRFLOW_VERSION)" apache-airflow-providers-amazon
+	rm -f $(BENCH_VENV)/.installed-airflow-*
+	touch $@
+
+bench: $(STAMP) $(BENCH_STAMP)
+	$(PY) benchmarks/run_all.py --amazon-python $(BENCH_VENV)/bin/python
 
 clean:
 	rm -rf .venv .venv-* .demo demo-output .mypy_cache .ruff_cache

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import logging
 import json
+import logging
 import os
 import sys
 import time
@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import emit, int_list, log, machine, setup_airflow_env  # noqa: E402
+from common import emit, int_list, log, machine, setup_airflow_env
 
 BUCKET = "examplebucket-1250000000"
 RULE = "ci-process=AIPortraitMatting"

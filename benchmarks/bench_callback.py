@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import emit, int_list, log, machine, percentile, setup_airflow_env  # noqa: E402
+from common import emit, int_list, log, machine, percentile, setup_airflow_env
 
 BUCKET = "examplebucket-1250000000"
 INPUT_KEY = "in/clip.mp4"
@@ -85,7 +85,7 @@ def _ms(v: float | None) -> float | None:
     return None if v is None else round(v * 1000, 1)
 
 
-def run_case(mode: str, n: int, rate: float, interval: float | None) -> dict[str, Any]:
+def run_case(mode: str, n: int, rate: float, interval: float | None, finish: int) -> dict[str, Any]:
     setup_airflow_env()
     from cryptography.fernet import Fernet
 
@@ -93,9 +93,10 @@ def run_case(mode: str, n: int, rate: float, interval: float | None) -> dict[str
     port = _free_port()
     os.environ["AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_HOST"] = "127.0.0.1"
     os.environ["AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_PORT"] = str(port)
-    from airflow_provider_tencent_ci.triggers import callback_listener
     from emuproc import EmulatorProcess
     from jobseed import create_jobs_sync
+
+    from airflow_provider_tencent_ci.triggers import callback_listener
 
     emu = EmulatorProcess()
     try:
@@ -107,17 +108,19 @@ def run_case(mode: str, n: int, rate: float, interval: float | None) -> dict[str
         ids, seed_s = create_jobs_sync(emu.info, BUCKET, n, INPUT_KEY, callback_for=callback, concurrency=8)
         log(f"{mode} N={n}: {len(ids)} jobs created in {seed_s:.1f}s")
         emu.export_connection()
-        return asyncio.run(_measure(emu, mode, ids, nonces, rate, interval, seed_s))
+        return asyncio.run(_measure(emu, mode, ids, nonces, rate, interval, seed_s, finish))
     finally:
         emu.stop()
 
 
 async def _measure(
-    emu: Any, mode: str, ids: list[str], nonces: list[str], rate: float, interval: float | None, seed_s: float
+    emu: Any, mode: str, ids: list[str], nonces: list[str], rate: float, interval: float | None, seed_s: float,
+    finish: int,
 ) -> dict[str, Any]:
+    from triggerer import Watchdog, encrypted_workloads, failed_tasks, new_runner, start_triggers, stop_triggers
+
     from airflow_provider_tencent_ci.triggers import callback_listener
     from airflow_provider_tencent_ci.triggers.ci_job import CIJobCallbackTrigger, CIJobTrigger
-    from triggerer import Watchdog, encrypted_workloads, failed_tasks, new_runner, start_triggers, stop_triggers
 
     n = len(ids)
 
@@ -128,7 +131,9 @@ async def _measure(
     cls = CIJobCallbackTrigger if mode == "callback" else CIJobTrigger
     _instrument_yield(cls, yielded)
     if mode == "callback":
-        triggers = [CIJobCallbackTrigger(job_id=j, bucket=BUCKET, callback_nonce=c) for j, c in zip(ids, nonces)]
+        triggers = [
+            CIJobCallbackTrigger(job_id=j, bucket=BUCKET, callback_nonce=c) for j, c in zip(ids, nonces, strict=True)
+        ]
     else:
         kw = {} if interval is None else {"poll_interval": interval}
         triggers = [CIJobTrigger(job_id=j, bucket=BUCKET, **kw) for j in ids]
@@ -144,16 +149,16 @@ async def _measure(
     create_s = await start_triggers(runner, workloads)
     del workloads
 
-    # Wait for the initial poll (every trigger's first query) to finish, so it does not overlap the measurement.
+    # Wait for the initial polls to settle so they do not overlap the measurement. (Triggers that subscribe while
+    # the poller is between cycles wait for its next tick, the 300 s fallback interval: not all N are polled now.)
     watchdog.set_phase("initial_poll")
-    expected = -(-n // 10)
     t0 = time.perf_counter()
     last, stable_since = -1, time.perf_counter()
-    while time.perf_counter() - t0 < 300:
+    while time.perf_counter() - t0 < 120:
         count = await ecall("stats_count", "DescribeJobs")
         if count != last:
             last, stable_since = count, time.perf_counter()
-        elif count >= expected and time.perf_counter() - stable_since > 0.5:
+        elif time.perf_counter() - stable_since > 1.0:
             break
         await asyncio.sleep(0.1)
     initial_poll_s = time.perf_counter() - t0
@@ -173,17 +178,20 @@ async def _measure(
     watchdog.set_phase("finish")
     await ecall("stats_reset")
     # Callbacks: the jobs finish at `rate` per second. Polling peer: spread evenly over one poll interval.
-    finish_rate = rate if mode == "callback" else n / poll_interval
+    # Only the first `finish` jobs end (the others keep waiting: N is the number of waiting triggers).
+    finishing = ids[: min(n, finish)] if finish > 0 else ids
+    finish_rate = rate if mode == "callback" else len(finishing) / poll_interval
+    result["finished_jobs"] = len(finishing)
     result["finish_rate_per_s"] = round(finish_rate, 1)
     t_finish = time.perf_counter()
-    forced: dict[str, float] = await ecall("finish_jobs", ids, finish_rate)
+    forced: dict[str, float] = await ecall("finish_jobs", finishing, finish_rate)
     finish_s = time.perf_counter() - t_finish
     deadline = time.monotonic() + (60 if mode == "callback" else poll_interval * 2 + 30)
-    while len(yielded) < n and time.monotonic() < deadline:
+    while len(yielded) < len(finishing) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     result["finish_jobs_s"] = round(finish_s, 2)
     result["events"] = len(yielded)
-    result["all_delivered"] = len(yielded) >= n
+    result["all_delivered"] = len(yielded) >= len(finishing)
     if mode == "callback":
         sent: dict[str, float] = await ecall("callback_times")
         result["callbacks_sent"] = len(sent)
@@ -209,25 +217,31 @@ async def _measure(
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", default=os.environ.get("BENCH_CALLBACK_N", "1000,10000"))
-    p.add_argument("--rate", type=float, default=float(os.environ.get("BENCH_CALLBACK_RATE", "200")))
+    p.add_argument("--rate", type=float, default=float(os.environ.get("BENCH_CALLBACK_RATE", "100")))
     p.add_argument("--peer-n", default=os.environ.get("BENCH_CALLBACK_PEER_N", "1000"))
     p.add_argument("--peer-interval", default=os.environ.get("BENCH_CALLBACK_PEER_INTERVAL", "default"))
-    p.add_argument("--case", default=None, help="internal: mode:n")
+    p.add_argument("--finish", type=int, default=int(os.environ.get("BENCH_CALLBACK_FINISH", "2000")),
+                   help="how many of the N waiting jobs finish during the measurement (0: all)")
+    p.add_argument("--capacity-rates", default=os.environ.get("BENCH_CALLBACK_CAPACITY_RATES", "300"),
+                   help="extra N=1,000 runs at these callback rates, to show where the process saturates")
+    p.add_argument("--case", default=None, help="internal: mode:n:rate")
     args = p.parse_args()
     peer_interval = None if args.peer_interval == "default" else float(args.peer_interval)
     if args.case:
-        mode, n = args.case.split(":")
-        emit(run_case(mode, int(n), args.rate, peer_interval))
+        mode, n, rate = args.case.split(":")
+        emit(run_case(mode, int(n), float(rate), peer_interval, args.finish))
         return
     rows = []
-    cases = [("callback", n) for n in int_list(args.n)] + [("polling", n) for n in int_list(args.peer_n)]
-    for mode, n in cases:
-        log(f"bench 2: {mode} N={n}")
-        cmd = [sys.executable, os.path.abspath(__file__), "--case", f"{mode}:{n}", "--rate", str(args.rate),
-               "--peer-interval", args.peer_interval]
+    cases = [("callback", n, args.rate) for n in int_list(args.n)]
+    cases += [("callback", 1000, float(r)) for r in int_list(args.capacity_rates)]
+    cases += [("polling", n, 0.0) for n in int_list(args.peer_n)]
+    for mode, n, rate in cases:
+        log(f"bench 2: {mode} N={n} rate={rate}")
+        cmd = [sys.executable, os.path.abspath(__file__), "--case", f"{mode}:{n}:{rate}", "--peer-interval",
+               args.peer_interval, "--finish", str(args.finish)]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=900)
-        row: dict[str, Any] = {"mode": mode, "n": n, "error": f"exit {proc.returncode}",
+        row: dict[str, Any] = {"mode": mode, "n": n, "rate": rate, "error": f"exit {proc.returncode}",
                                "stdout_tail": proc.stdout[-2000:]}
         for line in reversed(proc.stdout.splitlines()):
             if line.startswith("BENCH-RESULT "):
@@ -235,7 +249,8 @@ def main() -> None:
                 break
         row["case_wall_s"] = round(time.perf_counter() - t0, 1)
         rows.append(row)
-    emit({"benchmark": "callback", "rate_per_s": args.rate, "rows": rows, "machine": machine()})
+    emit({"benchmark": "callback", "rate_per_s": args.rate, "finish": args.finish, "rows": rows,
+          "machine": machine()})
 
 
 if __name__ == "__main__":

@@ -24,12 +24,14 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import emit, int_list, log, machine, rss_bytes, setup_airflow_env  # noqa: E402
+from common import emit, int_list, log, machine, rss_bytes, setup_airflow_env
 
 BUCKET = "examplebucket-1250000000"
 INPUT_KEY = "in/clip.mp4"
@@ -68,16 +70,20 @@ def run_case(mode: str, n: int, interval: float, cycles: int) -> dict[str, Any]:
 
 
 async def _measure(emu: Any, mode: str, ids: list[str], interval: float, cycles: int, seed_s: float) -> dict[str, Any]:
+    from peer_triggers import IdleTrigger, OneJobPollingTrigger
+    from triggerer import Watchdog, encrypted_workloads, failed_tasks, new_runner, start_triggers, stop_triggers
+
     from airflow_provider_tencent_ci.hooks.ci import CIHook
     from airflow_provider_tencent_ci.triggers.ci_job import CIJobTrigger
     from airflow_provider_tencent_ci.triggers.poller import pollers_for_current_loop
-    from peer_triggers import IdleTrigger, OneJobPollingTrigger
-    from triggerer import Watchdog, encrypted_workloads, failed_tasks, new_runner, start_triggers, stop_triggers
 
     n = len(ids)
 
     async def ecall(*a: Any) -> Any:  # never block the loop on the pipe to the emulator
         return await asyncio.to_thread(emu.call, *a)
+
+    partial_path = os.environ.get("BENCH_PARTIAL_FILE")
+    stop_monitor = threading.Event()
 
     # Warm up imports, the connection and one HTTP client so the memory figure is the triggers' own.
     if mode != "idle":
@@ -100,6 +106,13 @@ async def _measure(emu: Any, mode: str, ids: list[str], interval: float, cycles:
     watchdog = Watchdog()
     watchdog.start()
     watchdog.set_phase("setup")
+    result: dict[str, Any] = {"mode": mode, "n": n, "poll_interval_s": interval, "seed_jobs_s": round(seed_s, 2)}
+    if partial_path:
+        # A saturated loop may never reach the next phase: a thread keeps the figures so far on disk, so the
+        # parent can report them if it has to stop this case.
+        threading.Thread(
+            target=_monitor, args=(partial_path, result, watchdog, runner, emu, stop_monitor), daemon=True
+        ).start()
     await asyncio.sleep(0.1)
     trace = bool(os.environ.get("BENCH_TRACEMALLOC"))  # diagnostics: which lines hold the memory
     if trace:
@@ -162,11 +175,7 @@ async def _measure(emu: Any, mode: str, ids: list[str], interval: float, cycles:
         for st in stats[:25]:
             log(f"  {st.size_diff / n:8.1f} B/trigger  {st.count_diff / n:6.2f} blocks  {st.traceback}")
     errors = failed_tasks(runner)
-    result: dict[str, Any] = {
-        "mode": mode,
-        "n": n,
-        "poll_interval_s": interval,
-        "seed_jobs_s": round(seed_s, 2),
+    result.update({
         "create_triggers_s": round(create_s, 3),
         "first_cycle_s": round(first_cycle_s, 3),
         "first_cycle_complete": ok,
@@ -179,8 +188,9 @@ async def _measure(emu: Any, mode: str, ids: list[str], interval: float, cycles:
             t: round((types1[t] - types0.get(t, 0)) / n, 2)
             for t in sorted(types1, key=lambda t: types0.get(t, 0) - types1[t])[:10]
         },
-    }
+    })
     if mode == "idle":
+        stop_monitor.set()
         await watchdog.stop()
         result.update(watchdog.report(("create", "first_cycle")))
         await stop_triggers(runner)
@@ -249,10 +259,29 @@ async def _measure(emu: Any, mode: str, ids: list[str], interval: float, cycles:
     errors += failed_tasks(runner)
     result["trigger_errors"] = errors[:5]
     result["trigger_error_count"] = len(errors)
+    stop_monitor.set()
     await watchdog.stop()
     result.update(watchdog.report(("create", "first_cycle", "steady", "finish")))
     await stop_triggers(runner)
     return result
+
+
+def _monitor(path: str, result: dict[str, Any], watchdog: Any, runner: Any, emu: Any, stop: threading.Event) -> None:
+    t0 = time.monotonic()
+    while not stop.wait(1.0):
+        try:
+            snapshot = dict(result)
+            snapshot.update(watchdog.report(("create", "first_cycle", "steady", "finish")))
+            snapshot["events_so_far"] = len(runner.events)
+            snapshot["describe_jobs_so_far"] = emu.call("stats_count", "DescribeJobs")
+            snapshot["phase_at_stop"] = watchdog.phase
+            snapshot["seconds_in_case"] = round(time.monotonic() - t0, 1)
+            tmp = path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(snapshot, fh, default=str)
+            os.replace(tmp, path)
+        except Exception:  # diagnostics only: never disturb the measurement
+            continue
 
 
 def _type_counts() -> dict[str, int]:
@@ -272,7 +301,9 @@ def main() -> None:
     p.add_argument("--n", default=os.environ.get("BENCH_FANIN_N", "1000,10000"))
     p.add_argument("--peer-n", default=os.environ.get("BENCH_FANIN_PEER_N", ""))
     p.add_argument("--interval", type=float, default=float(os.environ.get("BENCH_FANIN_INTERVAL", "5")))
-    p.add_argument("--cycles", type=int, default=int(os.environ.get("BENCH_FANIN_CYCLES", "3")))
+    p.add_argument("--cycles", type=int, default=int(os.environ.get("BENCH_FANIN_CYCLES", "2")))
+    p.add_argument("--case-timeout", type=float, default=float(os.environ.get("BENCH_FANIN_CASE_TIMEOUT", "150")),
+                   help="seconds a case may take (a peer that saturates its loop is stopped and reported as such)")
     p.add_argument("--case", default=None, help="internal: mode:n")
     args = p.parse_args()
     if args.case:
@@ -285,19 +316,32 @@ def main() -> None:
     rows = []
     for mode, n in cases:
         log(f"bench 1: {mode} N={n}")
-        rows.append(_subprocess_case(mode, n, args.interval, args.cycles))
+        timeout = args.case_timeout if mode == "peer" else max(args.case_timeout, 480)
+        rows.append(_subprocess_case(mode, n, args.interval, args.cycles, timeout))
     emit({"benchmark": "fanin", "interval_s": args.interval, "cycles": args.cycles, "rows": rows,
           "machine": machine()})
 
 
-def _subprocess_case(mode: str, n: int, interval: float, cycles: int) -> dict[str, Any]:
+def _subprocess_case(mode: str, n: int, interval: float, cycles: int, timeout: float) -> dict[str, Any]:
     cmd = [sys.executable, os.path.abspath(__file__), "--case", f"{mode}:{n}", "--interval", str(interval),
            "--cycles", str(cycles)]
+    partial = os.path.join(tempfile.mkdtemp(prefix="bench-fanin-"), "partial.json")
+    env = dict(os.environ, BENCH_PARTIAL_FILE=partial)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=900)
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        # The case could not finish in its time budget (a saturated event loop): report what it measured so far.
+        row: dict[str, Any] = {"mode": mode, "n": n}
+        if os.path.exists(partial):
+            with open(partial, encoding="utf-8") as fh:
+                row = json.load(fh)
+        row["incomplete"] = f"stopped after {timeout:.0f} s in phase {row.get('phase_at_stop', '?')}"
+        row["case_wall_s"] = round(time.perf_counter() - t0, 1)
+        return row
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("BENCH-RESULT "):
-            row: dict[str, Any] = json.loads(line[len("BENCH-RESULT "):])
+            row = json.loads(line[len("BENCH-RESULT "):])
             row["case_wall_s"] = round(time.perf_counter() - t0, 1)
             return row
     return {"mode": mode, "n": n, "error": f"exit {proc.returncode}", "stdout_tail": proc.stdout[-2000:]}

@@ -91,7 +91,7 @@ def percentile(values: list[float], pct: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(round(pct / 100.0 * len(ordered) + 0.4999))))
+    rank = max(1, min(len(ordered), round(pct / 100.0 * len(ordered) + 0.4999)))
     return ordered[rank - 1]
 
 

@@ -91,7 +91,7 @@ def _child(conn: Any, kwargs: dict[str, Any]) -> None:
         "stats_reset": lambda: emu.stats.reset(),
         "set_job_timing": lambda q, r: emu.set_job_timing(q, r),
         "set_faults": set_faults,
-        "put_object": lambda b, k, d, ct=None: emu.put_object(b, k, d, content_type=ct) and None,
+        "put_object": lambda b, k, d, ct=None: put_objects(b, [k], d, ct),
         "put_objects": put_objects,
         "list_keys": lambda b, p="": emu.list_keys(b, p),
         "finish_jobs": finish_jobs,
@@ -99,7 +99,7 @@ def _child(conn: Any, kwargs: dict[str, Any]) -> None:
         "callback_times": lambda: dict(sent_at),
         "callback_summary": callback_summary,
         "clear_callback_times": lambda: sent_at.clear(),
-        "reset": lambda: (emu.reset(), sent_at.clear()) and None,
+        "reset": lambda: (emu.reset(), sent_at.clear())[-1],
     }
     conn.send(("ready", None))
     try:

@@ -143,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Emulator: {emu.url} (data in {EMULATOR_DATA})")
     runner: Runner | None = None
     try:
-        from airflow.dag_processing.dagbag import DagBag
+        try:
+            from airflow.dag_processing.dagbag import DagBag  # Airflow >= 3.2
+        except ImportError:  # Airflow 3.1
+            from airflow.models.dagbag import DagBag  # type: ignore[no-redef,attr-defined]
 
         from airflow_provider_tencent_ci.hooks.ci import CIHook
 

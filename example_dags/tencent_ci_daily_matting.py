@@ -6,7 +6,12 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, task
+from airflow.sdk import DAG, Param, task
+
+try:  # a day-long data interval per run (Airflow 3's "@daily" is a point in time)
+    from airflow.sdk import CronDataIntervalTimetable
+except ImportError:  # Airflow < 3.2
+    from airflow.timetables.interval import CronDataIntervalTimetable  # type: ignore[no-redef]
 
 from airflow_provider_tencent_ci.operators.ci_image import GoodsMattingOperator, PortraitMattingOperator
 

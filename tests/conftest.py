@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any  # noqa: E402
 
 import pytest  # noqa: E402
 
+from tests import airflow_compat  # noqa: E402
+
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
@@ -38,36 +40,14 @@ def airflow_db() -> Path:
     return _HOME
 
 
-def _dagbag_cls() -> Any:
-    try:
-        from airflow.dag_processing.dagbag import DagBag  # Airflow >= 3.2
-    except ImportError:  # Airflow 3.1
-        from airflow.models.dagbag import DagBag
-    return DagBag
-
-
-def _sync_bag_to_db() -> Any:
-    try:
-        from airflow.dag_processing.dagbag import sync_bag_to_db
-    except ImportError:
-        from airflow.models.dagbag import sync_bag_to_db
-    return sync_bag_to_db
-
-
 def sync_dag(dag: DAG) -> None:
     """Serialize a DAG built inside a test into the metadata DB, as the DAG processor would."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-
-    DagBundlesManager().sync_bundles_to_db()
-    bag = _dagbag_cls()(dag_folder=str(_HOME / "dags"), collect_dags=False)
-    bag.bag_dag(dag)
-    _sync_bag_to_db()(bag, "dags-folder", None)
+    airflow_compat.sync_dag(dag, str(_HOME / "dags"))
 
 
 def run_dag(dag: DAG, **kwargs: Any) -> Any:
     """`dag.test()` for a DAG defined in a test module; returns the DagRun."""
-    sync_dag(dag)
-    return dag.test(**kwargs)
+    return airflow_compat.run_dag(dag, str(_HOME / "dags"), **kwargs)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import _dagbag_cls
+from tests.airflow_compat import dagbag_class
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS = REPO / "example_dags"
@@ -24,7 +24,7 @@ _BAG: Any = None
 def example_dagbag() -> Any:
     global _BAG
     if _BAG is None:
-        _BAG = _dagbag_cls()(dag_folder=str(EXAMPLE_DAGS))
+        _BAG = dagbag_class()(dag_folder=str(EXAMPLE_DAGS))
     return _BAG
 
 

@@ -121,7 +121,6 @@ def test_event_pipeline_reports_a_failed_job_without_publishing(tencent_conn: An
 
 def test_event_pipeline_reads_the_job_from_the_watchers_event(tencent_conn: Any) -> None:
     """The payload the DAG's own watcher trigger emits is what the DAG extracts its job id from."""
-    from airflow.sdk import Asset
 
     tencent_conn.set_job_timing(0.0, 0.1)
     hook = _hook()
@@ -164,7 +163,8 @@ def test_event_pipeline_reads_the_job_from_the_watchers_event(tencent_conn: Any)
             self.extra = {"from_trigger": True, "payload": payload}
 
     extract = module.job_ids_from_events
-    assert extract({Asset(name=asset.name, uri=asset.uri): [_AssetEvent(event.payload)]}) == [job["JobId"]]
+    # Keyed by the asset's name: Airflow 3.1's Asset with watchers is not hashable, and only the values matter.
+    assert extract({asset.name: [_AssetEvent(event.payload)]}) == [job["JobId"]]
     assert extract({}) == []
 
 

@@ -34,16 +34,11 @@ def build(conn_id: str) -> Any:
 
 
 def sync_and_test(dag: Any, logical_date: Any) -> Any:
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from tests.airflow_compat import run_dag
 
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder="/nonexistent", collect_dags=False)
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
     # run_after = logical_date: the run id (manual__<run_after>) is the same in the killed run and the rerun, as
     # for a retry or a clear of the same task instance.
-    return dag.test(logical_date=logical_date, run_after=logical_date)
+    return run_dag(dag, "/nonexistent", logical_date=logical_date, run_after=logical_date)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def run_flood(emu: Any, conn_id: str, monkeypatch: pytest.MonkeyPatch, rate: int
             result["events_during_flood"] = len(events)
             result["listener_running"] = listener.running
             await asyncio.to_thread(emu.force_job_outcome, job_id, "Success")
-            await asyncio.wait_for(task, 60)
+            await asyncio.wait_for(task, 180)
             return events
 
         events = asyncio.run(scenario())

@@ -119,7 +119,7 @@ def test_listener_survives_hostile_callbacks_and_completes_only_the_real_one(
         nonce_b = cl.new_nonce()
         job_b = _jobs.submit(fast_conn, emu, "in/b.mp4", "out/b.png", cl.callback_url(cl.token_for_nonce(nonce_b)))
         assert _jobs.wait_until(lambda: any(c["job_id"] == job_b and c.get("status") == 200
-                                            for c in emu.callbacks_sent), 10)
+                                            for c in emu.callbacks_sent), 60)
         replay_body = next(c["body"] for c in emu.callbacks_sent if c["job_id"] == job_b).encode()
         # Job A is the one our trigger waits for; it is held Running until we release it.
         emu.set_job_timing(0.0, 3600)

@@ -86,7 +86,7 @@ def test_triggerer_restart_mid_wait(emu: Any, fast_conn: str, monkeypatch: pytes
         classpath, kwargs = trigger.serialize()
         assert "secret" not in repr(kwargs).lower() and emu.credential(sts=True).secret_key not in repr(kwargs)
         emu.set_job_timing(0.0, 0.1)  # the job finishes (and calls back) while no triggerer runs
-        assert _jobs.wait_until(lambda: emu.jobs[0]["State"] == "Success", 10)
+        assert _jobs.wait_until(lambda: emu.jobs[0]["State"] == "Success", 60)
         rebuilt = _rebuild(trigger)
         events = asyncio.run(_jobs.first_event(rebuilt, 30))
     assert len(events) == 1 and events[0].payload["status"] == "success", events

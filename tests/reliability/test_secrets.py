@@ -22,9 +22,9 @@ DAG_TABLES = ("xcom", "rendered_task_instance_fields", "task_instance", "task_in
 
 def _fresh_dags() -> dict[str, Any]:
     """The example DAGs from a private DagBag (we set retries to 0; the shared bag of tests/dags stays intact)."""
-    from tests.conftest import _dagbag_cls
+    from tests.airflow_compat import dagbag_class
 
-    bag = _dagbag_cls()(dag_folder=str(EXAMPLES))
+    bag = dagbag_class()(dag_folder=str(EXAMPLES))
     assert not bag.import_errors, bag.import_errors
     for dag in bag.dags.values():
         for t in dag.tasks:

@@ -59,6 +59,7 @@ class AirflowServices:
             **(extra_env or {}),
         }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._jwt: str | None = None
 
     def log_path(self, component: str) -> Path:
         return self.home / f"{component}.log"
@@ -102,15 +103,22 @@ class AirflowServices:
             self.stop_component(component)
 
     # REST API, as the UI uses it
-    def _request(self, method: str, path: str, body: Any = None) -> Any:
+    def _request(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(
-            self.base_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self._token()}"
+        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(req, timeout=30) as resp:
             payload = resp.read()
         return json.loads(payload) if payload else None
+
+    def _token(self) -> str:
+        """A JWT from the simple auth manager's no-credentials endpoint (all-admins mode), as the UI gets one."""
+        if self._jwt is None:
+            self._jwt = str(self._request("GET", "/auth/token", auth=False)["access_token"])
+        return self._jwt
 
     def _get(self, path: str) -> Any:
         try:

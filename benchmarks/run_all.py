@@ -1,0 +1,94 @@
+"""Run every benchmark against the emulator and write BENCHMARKS.md and benchmarks/results.json.
+
+    make bench                       # what CI and the README call
+    .venv/bin/python benchmarks/run_all.py --amazon-python .venv-bench/bin/python [--only parse,batch]
+
+Each benchmark runs in its own interpreter (and each of its cases in a fresh one): figures never share a heap,
+an event loop or an emulator. Sizes are configurable through the benchmarks' options / BENCH_* variables (see
+each script's docstring); the report states the sizes that were run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import BENCH_DIR, RESULT_MARK, ROOT, log, machine
+from report import write_report
+
+ORDER = ("parse", "batch", "fanin", "callback")
+SCRIPTS = {
+    "parse": "bench_parse.py",
+    "batch": "bench_batch.py",
+    "fanin": "bench_fanin.py",
+    "callback": "bench_callback.py",
+}
+
+
+def run_one(name: str, extra: list[str], log_dir: str) -> dict[str, Any]:
+    script = BENCH_DIR / SCRIPTS[name]
+    log_path = os.path.join(log_dir, f"{name}.log")
+    cmd = [sys.executable, str(script), *extra]
+    log(f"== {name}: {' '.join(cmd[1:])} (log: {log_path})")
+    t0 = time.perf_counter()
+    with open(log_path, "w", encoding="utf-8") as err:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT, timeout=1800)
+    wall = time.perf_counter() - t0
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_MARK):
+            result: dict[str, Any] = json.loads(line[len(RESULT_MARK):])
+            result["wall_s"] = round(wall, 1)
+            log(f"== {name}: done in {wall:.0f}s")
+            return result
+    with open(log_path, encoding="utf-8") as fh:
+        tail = fh.read()[-3000:]
+    log(f"== {name}: FAILED (exit {proc.returncode}); stderr tail:\n{tail}")
+    return {"benchmark": name, "error": f"exit {proc.returncode}", "stderr_tail": tail, "wall_s": round(wall, 1)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--only", default="", help="comma list of " + ",".join(ORDER))
+    default_amazon = os.environ.get("BENCH_AMAZON_PYTHON", str(ROOT / ".venv-bench/bin/python"))
+    p.add_argument("--amazon-python", default=default_amazon)
+    p.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
+    p.add_argument("--json", default=str(BENCH_DIR / "results.json"))
+    args = p.parse_args()
+    names = [n for n in ORDER if not args.only or n in args.only.split(",")]
+    log_dir = tempfile.mkdtemp(prefix="tencent-ci-bench-logs-")
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    results: dict[str, Any] = {}
+    for name in names:
+        extra = ["--amazon-python", args.amazon_python] if name == "parse" else []
+        results[name] = run_one(name, extra, log_dir)
+    total = time.perf_counter() - t0
+    command = "make bench" if os.environ.get("MAKELEVEL") else " ".join([os.path.relpath(sys.executable, ROOT),
+                                                                         *sys.argv])
+    doc = {
+        "date_utc": started.isoformat(timespec="seconds"),
+        "command": command,
+        "total_wall_s": round(total, 1),
+        "machine": machine(),
+        "environment": {k: v for k, v in os.environ.items() if k.startswith("BENCH_")},
+        "logs": log_dir,
+        "benchmarks": results,
+    }
+    with open(args.json, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=2, default=str)
+        fh.write("\n")
+    write_report(doc, args.output)
+    log(f"wrote {args.output} and {args.json} in {total:.0f}s (logs in {log_dir})")
+
+
+if __name__ == "__main__":
+    main()
