@@ -60,6 +60,24 @@ def write_report(doc: dict[str, Any], path: str) -> None:
     lines += ["## Targets", ""]
     lines += _table(["benchmark", "target", "measured", "verdict"], summary)
     lines += ["", *body]
+    lines += [
+        "## Sizes, limits and how to rerun",
+        "",
+        "- `make bench` builds `.venv` (the project) and `.venv-bench` (same Airflow +",
+        "  apache-airflow-providers-amazon, for benchmark 4 only), then runs `benchmarks/run_all.py`;",
+        "  `--only parse,batch,fanin,callback` runs a subset.",
+        "- Sizes: `BENCH_FANIN_N` (default `1000,10000`), `BENCH_FANIN_PEER_N`, `BENCH_FANIN_INTERVAL` (5 s),",
+        "  `BENCH_FANIN_CASE_TIMEOUT` (150 s per peer case: a peer that saturates its loop is stopped and reported",
+        "  with the figures it reached), `BENCH_CALLBACK_N` (`1000,10000`), `BENCH_CALLBACK_RATE` (100/s),",
+        "  `BENCH_CALLBACK_FINISH` (2,000 of the N jobs finish during the measurement),",
+        "  `BENCH_CALLBACK_CAPACITY_RATES`,",
+        "  `BENCH_BATCH_IMAGES`, `BENCH_BATCH_CONCURRENCY`, `BENCH_BATCH_LATENCY`, `BENCH_PARSE_RUNS` (7).",
+        "- Memory is RSS growth (conservative: it includes freed-but-kept allocator pages);",
+        "  `BENCH_TRACEMALLOC=1` logs the Python allocations per trigger by source line (slower).",
+        "- The poll interval in benchmark 1 is shortened to 5 s so that several cycles fit the time budget;",
+        "  requests per cycle do not depend on it. Benchmark 2's polling peer uses the real default (30 s).",
+        "",
+    ]
     if findings:
         lines += ["## Findings (what in the provider causes a miss, and what would fix it)", "", *findings, ""]
     with open(path, "w", encoding="utf-8") as fh:
@@ -274,7 +292,9 @@ def _callback(doc: dict[str, Any], summary: list[list[Any]], findings: list[str]
             "connections). Once a pause (a full GC, a burst) lets confirmations pile up, httpcore's pool spends "
             "O(queued x connections) CPU on every request state change (`httpcore` "
             "`AsyncConnectionPool._assign_requests_to_connections`: 21 s of CPU in a profile of 1,000 callbacks at "
-            "300/s), the loop stalls for seconds (`max stall code s` above) and the backlog feeds itself. Fix: "
+            f"300/s). Here the worst row's longest code stall was {_f(worst.get('max_stall_code_s'), 3)} s; when "
+            "such a pile-up starts (an earlier run of this benchmark at 100/s, N=10,000, after a 1.4 s GC pause) "
+            "the loop stalls for seconds and the backlog feeds itself: this target holds only with headroom. Fix: "
             "bound the confirmations (a semaphore, as `JobPoller._run` does with `MAX_CONCURRENT_REQUESTS`) and "
             "coalesce them: ids whose callbacks arrive within a few milliseconds confirmed by one "
             "`GET /jobs/<id1..id10>`.")
