@@ -175,6 +175,60 @@ class _CIJobTaskTrigger(BaseTrigger):
             )
         )
 
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        poller = get_poller(self.tencentcloud_conn_id, self.region, self.bucket, self.batch_size)
+        inbox: asyncio.Queue = asyncio.Queue()
+        registration = await self._listen_for_callbacks(inbox)
+        sub = poller.subscribe(self.job_id, self.poll_interval, inbox)
+        try:
+            while True:
+                item = await self._next(inbox)
+                if item is None:
+                    yield self._timeout_event()
+                    return
+                source, data = item
+                result = await self._confirm(poller, data) if source == "callback" else data
+                event = None if result is None else self._evaluate(result)
+                # Nothing of this cycle survives into the next wait: thousands of waiting triggers must not each
+                # hold a parsed JobsDetail (memory, and full garbage collections that stall the triggerer).
+                del item, data, result
+                if event is not None:
+                    yield event
+                    return
+        finally:
+            sub.close()
+            if registration is not None:
+                registration.close()
+
+    async def _listen_for_callbacks(self, inbox: asyncio.Queue) -> callback_listener.Registration | None:
+        """Polling only; the callback trigger also registers with the listener."""
+        return None
+
+    async def _confirm(self, poller: Any, message: callback_listener.CallbackMessage) -> PollResult | None:
+        """A callback is only a hint: query the job once and trust only CI's answer."""
+        claimed = message.for_job(self.job_id)
+        if not claimed:
+            self.log.warning("Ignoring a callback for other job(s) %s", [j.get("JobId") for j in message.jobs])
+            return None
+        claimed_state = claimed[-1].get("State")
+        self.log.info("Callback (%s) for CI job %s claims state %s; confirming", message.fmt, self.job_id,
+                      claimed_state)
+        try:
+            result = (await poller.fetch([self.job_id]))[self.job_id]
+        except TencentCloudError as err:
+            if err.retryable:
+                self.log.warning("Could not confirm the callback now (%s); the fallback poll will", err)
+                return None
+            return PollResult(self.job_id, error=err)
+        if result.state is not None and result.state != claimed_state:
+            self.log.warning(
+                "Callback for CI job %s claims %s but CI reports %s; ignoring the claim",
+                self.job_id,
+                claimed_state,
+                result.state,
+            )
+        return result
+
     async def _next(self, inbox: asyncio.Queue) -> tuple[str, Any] | None:
         """The next inbox item, or None when the deadline passed."""
         remaining = self._remaining()
@@ -208,24 +262,6 @@ class CIJobTrigger(_CIJobTaskTrigger):
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return f"{type(self).__module__}.{type(self).__qualname__}", self._common_kwargs()
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        poller = get_poller(self.tencentcloud_conn_id, self.region, self.bucket, self.batch_size)
-        inbox: asyncio.Queue = asyncio.Queue()
-        sub = poller.subscribe(self.job_id, self.poll_interval, inbox)
-        try:
-            while True:
-                item = await self._next(inbox)
-                if item is None:
-                    yield self._timeout_event()
-                    return
-                _, result = item
-                event = self._evaluate(result)
-                if event is not None:
-                    yield event
-                    return
-        finally:
-            sub.close()
-
 
 class CIJobCallbackTrigger(_CIJobTaskTrigger):
     """Wait for CI's callback for a job; confirm by query; fall back to slow polling.
@@ -246,63 +282,14 @@ class CIJobCallbackTrigger(_CIJobTaskTrigger):
             {**self._common_kwargs(), "callback_nonce": self.callback_nonce},
         )
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        poller = get_poller(self.tencentcloud_conn_id, self.region, self.bucket, self.batch_size)
-        inbox: asyncio.Queue = asyncio.Queue()
-        registration = None
+    async def _listen_for_callbacks(self, inbox: asyncio.Queue) -> callback_listener.Registration | None:
         try:
             listener = await asyncio.to_thread(callback_listener.get_listener)
-            registration = listener.register(callback_listener.token_for_nonce(self.callback_nonce), inbox)
+            return listener.register(callback_listener.token_for_nonce(self.callback_nonce), inbox)
         except OSError as err:
             self.log.warning("CI callback listener unavailable (%s); relying on polling every %ss", err,
                              self.poll_interval)
-        sub = poller.subscribe(self.job_id, self.poll_interval, inbox)
-        try:
-            while True:
-                item = await self._next(inbox)
-                if item is None:
-                    yield self._timeout_event()
-                    return
-                source, data = item
-                if source == "callback":
-                    result = await self._confirm(poller, data)
-                    if result is None:
-                        continue
-                else:
-                    result = data
-                event = self._evaluate(result)
-                if event is not None:
-                    yield event
-                    return
-        finally:
-            sub.close()
-            if registration is not None:
-                registration.close()
-
-    async def _confirm(self, poller: Any, message: callback_listener.CallbackMessage) -> PollResult | None:
-        """A callback is only a hint: query the job once and trust only CI's answer."""
-        claimed = message.for_job(self.job_id)
-        if not claimed:
-            self.log.warning("Ignoring a callback for other job(s) %s", [j.get("JobId") for j in message.jobs])
             return None
-        claimed_state = claimed[-1].get("State")
-        self.log.info("Callback (%s) for CI job %s claims state %s; confirming", message.fmt, self.job_id,
-                      claimed_state)
-        try:
-            result = (await poller.fetch([self.job_id]))[self.job_id]
-        except TencentCloudError as err:
-            if err.retryable:
-                self.log.warning("Could not confirm the callback now (%s); the fallback poll will", err)
-                return None
-            return PollResult(self.job_id, error=err)
-        if result.state is not None and result.state != claimed_state:
-            self.log.warning(
-                "Callback for CI job %s claims %s but CI reports %s; ignoring the claim",
-                self.job_id,
-                claimed_state,
-                result.state,
-            )
-        return result
 
 
 # -- event trigger ------------------------------------------------------------------------------------------

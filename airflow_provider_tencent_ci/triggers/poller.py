@@ -104,6 +104,10 @@ class JobPoller:
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._tick: float | None = None
+        # Bounds the requests in flight of the poll loop and of callback confirmations together.
+        self._semaphore = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
+        self._confirmations: dict[str, list[asyncio.Future[PollResult]]] = {}
+        self._confirm_task: asyncio.Task | None = None
         # Counters for tests and metrics: cycles that sent at least one request, and requests sent.
         self.cycles = 0
         self.requests = 0
@@ -148,17 +152,49 @@ class JobPoller:
 
     # -- direct queries (callback confirmation) ------------------------------------------------------------
     async def fetch(self, job_ids: Sequence[str]) -> dict[str, PollResult]:
-        """Query these jobs now, through the shared hook (used to confirm a callback with one request)."""
-        results: dict[str, PollResult] = {}
-        for chunk in _chunks(list(dict.fromkeys(job_ids)), self.batch_size):
+        """Query these jobs now (a callback is confirmed with CI's answer, never trusted on its own).
+
+        Confirmations that arrive together share requests: one ``GET /jobs/<id1..idK>`` per batch, with the
+        poll loop's bound on requests in flight, so a burst of callbacks cannot pile up unbounded requests.
+        Raises the query's :class:`TencentCloudError` when it fails.
+        """
+        loop = asyncio.get_running_loop()
+        waiting: dict[str, asyncio.Future[PollResult]] = {}
+        for job_id in dict.fromkeys(job_ids):
+            waiting[job_id] = loop.create_future()
+            self._confirmations.setdefault(job_id, []).append(waiting[job_id])
+        if self._confirm_task is None or self._confirm_task.done():
+            self._confirm_task = loop.create_task(self._send_confirmations(), name=f"ci-job-confirm:{self.bucket}")
+        return {job_id: await future for job_id, future in waiting.items()}
+
+    async def _send_confirmations(self) -> None:
+        await asyncio.sleep(0)  # callbacks handled in this loop iteration join the same batch
+        while self._confirmations:
+            ids = list(self._confirmations)[: self.batch_size * MAX_CONCURRENT_REQUESTS]
+            batches = [(chunk, [self._confirmations.pop(i) for i in chunk]) for chunk in _chunks(ids, self.batch_size)]
+            await asyncio.gather(*(self._confirm_chunk(chunk, futures) for chunk, futures in batches))
+
+    async def _confirm_chunk(self, chunk: list[str], futures: list[list[asyncio.Future[PollResult]]]) -> None:
+        async with self._semaphore:
             self.requests += 1
-            query = await self.hook.aget_jobs(self.bucket, chunk)
-            results.update(_index(chunk, query))
-        return results
+            try:
+                results = _index(chunk, await self.hook.aget_jobs(self.bucket, chunk))
+            except Exception as err:  # every waiter gets the failure; nothing may kill the confirmation task
+                if not isinstance(err, TencentCloudError):
+                    log.exception("Unexpected error confirming CI jobs in %s", self.bucket)
+                    err = TencentCloudError(f"{type(err).__name__}: {err}", operation="DescribeJobs")
+                for waiters in futures:
+                    for future in waiters:
+                        if not future.done():
+                            future.set_exception(err)
+                return
+        for job_id, waiters in zip(chunk, futures, strict=True):
+            for future in waiters:
+                if not future.done():
+                    future.set_result(results[job_id])
 
     # -- the loop ---------------------------------------------------------------------------------------------
     async def _run(self) -> None:
-        semaphore = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
         while self._subs:
             self._wake.clear()
             now = time.monotonic()
@@ -171,9 +207,7 @@ class JobPoller:
                 for s in due:
                     s.next_due = now + s.interval
                 self.cycles += 1
-                await asyncio.gather(
-                    *(self._poll_chunk(chunk, semaphore) for chunk in _chunks(due_ids, self.batch_size))
-                )
+                await asyncio.gather(*(self._poll_chunk(chunk) for chunk in _chunks(due_ids, self.batch_size)))
             if not self._subs:
                 break
             next_due = min(s.next_due for subs in self._subs.values() for s in subs)
@@ -182,8 +216,8 @@ class JobPoller:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
         self._tick = None
 
-    async def _poll_chunk(self, chunk: list[str], semaphore: asyncio.Semaphore) -> None:
-        async with semaphore:
+    async def _poll_chunk(self, chunk: list[str]) -> None:
+        async with self._semaphore:
             self.requests += 1
             try:
                 query = await self.hook.aget_jobs(self.bucket, chunk)

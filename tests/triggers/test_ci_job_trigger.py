@@ -167,3 +167,17 @@ async def test_cleanup_never_cancels(emu: Any) -> None:
     await trigger.cleanup()
     assert job_state(emu, job_id) == "Submitted"
     assert emu.stats.count(operation="CancelJob") == 0
+
+
+async def test_callback_confirmations_arriving_together_share_batched_queries(emu: Any) -> None:
+    """A burst of callbacks is confirmed with ceil(N/K) job queries, not one request per callback."""
+    from airflow_provider_tencent_ci.triggers.poller import get_poller
+
+    n, k = 30, 10
+    jobs = [submit(f"out/b{i}.mp4") for i in range(n)]
+    await await_until(lambda: all(job_state(emu, j) == "Success" for j in jobs), timeout=30)
+    emu.stats.reset()
+    poller = get_poller("tencentcloud_default", "ap-guangzhou", BUCKET, k)
+    results = await asyncio.gather(*(poller.fetch([j]) for j in jobs))
+    assert [r[j].state for r, j in zip(results, jobs, strict=True)] == ["Success"] * n
+    assert emu.stats.count(operation="DescribeJobs") == math.ceil(n / k)
