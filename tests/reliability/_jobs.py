@@ -40,6 +40,9 @@ def private_listener(monkeypatch: pytest.MonkeyPatch, *, read_timeout: float = 1
     listener = cl.CallbackListener("127.0.0.1", 0, **kwargs).start()
     monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_HOST", "127.0.0.1")
     monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_PORT", str(listener.port))
+    # Callback URLs must point at this listener whatever another test module exported before (in a full run,
+    # tests/triggers/helpers.py sets a base URL for its own listener when it is imported at collection).
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_BASE_URL", f"http://127.0.0.1:{listener.port}")
     monkeypatch.setattr(cl, "_INSTANCE", listener)
     try:
         yield listener
