@@ -39,6 +39,7 @@ from airflow_provider_tencent_ci.constants import (
 )
 from airflow_provider_tencent_ci.exceptions import TencentCloudError
 from airflow_provider_tencent_ci.triggers import callback_listener
+from airflow_provider_tencent_ci.triggers._asyncio import within
 from airflow_provider_tencent_ci.triggers.poller import PollResult, get_poller
 from airflow_provider_tencent_ci.validation import (
     check_choice,
@@ -234,10 +235,7 @@ class _CIJobTaskTrigger(BaseTrigger):
         remaining = self._remaining()
         if remaining is not None and remaining <= 0:
             return None
-        try:
-            return await asyncio.wait_for(inbox.get(), timeout=remaining)
-        except asyncio.TimeoutError:
-            return None
+        return await within(inbox.get(), remaining)
 
     async def on_kill(self) -> None:
         """Airflow >= 3.3: the user marked/cleared the deferred task. Cancel the job (best effort)."""
@@ -448,11 +446,10 @@ class CIJobEventTrigger(BaseEventTrigger):
                     for event in await self._poll():
                         yield event
                     continue
-                try:
-                    _, message = await asyncio.wait_for(inbox.get(), timeout=delay)
-                except asyncio.TimeoutError:
+                item = await within(inbox.get(), delay)
+                if item is None:
                     continue
-                for event in await self._from_callback(message):
+                for event in await self._from_callback(item[1]):
                     yield event
         finally:
             if registration is not None:

@@ -20,7 +20,6 @@ The registry is keyed by the running event loop as well: ``dag.test()`` runs eac
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_tencent_ci.constants import JOB_QUERY_BATCH_DEFAULT
 from airflow_provider_tencent_ci.exceptions import TencentCloudError
+from airflow_provider_tencent_ci.triggers._asyncio import within
 
 if TYPE_CHECKING:
     from airflow_provider_tencent_ci.hooks.ci import CIHook
@@ -212,8 +212,7 @@ class JobPoller:
                 break
             next_due = min(s.next_due for subs in self._subs.values() for s in subs)
             delay = max(0.0, next_due - time.monotonic())
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            await within(self._wake.wait(), delay)
         self._tick = None
 
     async def _poll_chunk(self, chunk: list[str]) -> None:

@@ -1,0 +1,29 @@
+"""`within` never loses a cancellation that coincides with its result (asyncio.wait_for on 3.10/3.11 does)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from airflow_provider_tencent_ci.triggers._asyncio import within
+
+
+async def test_a_cancel_that_coincides_with_the_result_is_not_swallowed() -> None:
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    task = asyncio.ensure_future(within(queue.get(), 10))
+    await asyncio.sleep(0)  # the task now waits on the queue
+    queue.put_nowait("item")  # the inner get completes ...
+    task.cancel()  # ... in the same loop iteration as the triggerer's cancel
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_result_and_timeout() -> None:
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    assert await within(queue.get(), 0.01) is None
+    queue.put_nowait("item")
+    assert await within(queue.get(), 1) == "item"
+    queue.put_nowait("again")
+    assert await within(queue.get(), None) == "again"
+    assert queue.qsize() == 0  # a timed-out get took nothing from the queue
