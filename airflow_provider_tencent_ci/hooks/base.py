@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover
     from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
 
 try:
-    from airflow.sdk.log import amask_secret
+    from airflow.sdk.log import amask_secret  # type: ignore[attr-defined]  # Airflow >= 3.2
 except ImportError:  # pragma: no cover - older task SDK: the sync one is safe enough outside a running task
     amask_secret = None  # type: ignore[assignment]
 

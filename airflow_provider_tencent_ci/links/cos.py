@@ -16,7 +16,7 @@ from airflow.sdk import BaseOperatorLink
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator, Context
-    from airflow.sdk.types import TaskInstanceKey
+    from airflow.sdk.types import TaskInstanceKey  # type: ignore[attr-defined]  # 3.1: airflow.models
 
 CONSOLE_BASE = "https://console.cloud.tencent.com"
 

@@ -534,7 +534,7 @@ class SegmentVideoBodyOperator(BaseOperator):
 
     # -- rerun safety -------------------------------------------------------------------------------------
     def _remember_job(self, context: Context, job_id: str) -> None:
-        store = context.get("task_state_store")  # type: ignore[call-overload]
+        store: Any = context.get("task_state_store")  # type: ignore[call-overload]  # Airflow >= 3.3
         if store is None:
             return
         try:
@@ -546,7 +546,7 @@ class SegmentVideoBodyOperator(BaseOperator):
         self, context: Context, hook: CIHook, bucket: str, idem: str, output_bucket: str, output_region: str
     ) -> dict[str, Any] | None:
         candidates: dict[str, dict[str, Any]] = {}
-        store = context.get("task_state_store")  # type: ignore[call-overload]
+        store: Any = context.get("task_state_store")  # type: ignore[call-overload]  # Airflow >= 3.3
         if store is not None:
             try:
                 stored = store.get(TASK_STATE_JOB_KEY)

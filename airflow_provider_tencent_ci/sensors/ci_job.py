@@ -30,7 +30,10 @@ except ImportError:  # Airflow 3.1
     from airflow.configuration import conf  # type: ignore[no-redef]
 
 try:
-    from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+    from airflow.sdk.exceptions import (  # type: ignore[attr-defined]  # Airflow >= 3.2
+        AirflowSensorTimeout,
+        AirflowSkipException,
+    )
 except ImportError:  # pragma: no cover - older layouts
     from airflow.exceptions import AirflowSensorTimeout, AirflowSkipException  # type: ignore[no-redef]
 
