@@ -176,23 +176,21 @@ def _fanin(doc: dict[str, Any], summary: list[list[Any]], findings: list[str], b
                     f"- **Memory per waiting trigger (1)**: {kb:.1f} KB at N={big:,}, of which "
                     f"{_f(idle['memory_per_trigger_kb'] if idle else None)} KB is Airflow's triggerer itself (an idle "
                     "trigger: task, greenback portal, span; `AIRFLOW_DISABLE_GREENBACK_PORTAL=true` halves it). The "
-                    "provider's share (tracemalloc, `BENCH_TRACEMALLOC=1`): `triggers/ci_job.py` `CIJobTrigger.run` / "
-                    "`CIJobCallbackTrigger.run` create an `asyncio.Queue` per trigger (three deques and an Event, "
-                    "about 3 KB) and keep the last poll result alive in the `item`/`result` locals while awaiting "
-                    "the next one (the parsed JobsDetail, about 1.8 KB: `hooks/ci.py` `_element_to_obj`). Fix: "
-                    "`del item, result` (keep only the state) before the next await, and a lighter per-trigger "
-                    "mailbox (one `asyncio.Future` re-armed by the poller) instead of a Queue.")
+                    "provider's share (tracemalloc, `BENCH_TRACEMALLOC=1`) is mostly the `asyncio.Queue` each "
+                    "trigger waits on (`triggers/ci_job.py` `_CIJobTaskTrigger.run`: three deques and an Event, "
+                    "about 3 KB). The run loop no longer keeps the last parsed JobsDetail between polls (it did "
+                    "before this run: 21.2 KB per trigger then). Remaining fix: a lighter per-trigger mailbox "
+                    "(one `asyncio.Future` re-armed by the poller) instead of a Queue.")
             if gcmax > 0.2 or code > 0.2:
                 findings.append(
                     f"- **Event-loop stalls (1)**: the longest stall at N={big:,} is "
                     f"{max(code, gcmax):.2f} s and coincides with a full garbage collection "
                     f"(max GC pause {gcmax:.2f} s; code-only stall {code:.2f} s). A full collection walks every "
                     f"tracked object: Airflow's ~200k plus {_f(ours.get('gc_objects_per_trigger'), 0)} per waiting "
-                    f"trigger (idle trigger: {_f(idle.get('gc_objects_per_trigger') if idle else None, 0)}). Retaining "
-                    "each trigger's last JobsDetail (above) also promotes N x ~20 parsed objects into the oldest "
-                    "generation every cycle, which is what triggers full collections during polling. Fix in the "
-                    "provider: stop retaining poll results; Airflow's triggerer does not `gc.freeze()` after start "
-                    "(its DAG processor does), which would remove Airflow's own objects from every collection.")
+                    f"trigger (idle trigger: {_f(idle.get('gc_objects_per_trigger') if idle else None, 0)}). The "
+                    "triggers no longer retain their last poll result (before this run the code stall was 0.285 s); "
+                    "what remains is mostly Airflow's own objects: its triggerer does not `gc.freeze()` after start "
+                    "(its DAG processor does), which would remove them from every collection.")
             if ours.get("create_triggers_s", 0) > 10:
                 findings.append(
                     f"- **Starting {big:,} triggers took {ours['create_triggers_s']:.0f} s** (idle trigger: "
@@ -285,19 +283,17 @@ def _callback(doc: dict[str, Any], summary: list[list[Any]], findings: list[str]
         findings.append(
             f"- **Callback latency (2)**: p99 {_f(worst['latency_yield'].get('p99_ms'))} ms at "
             f"{worst['finish_rate_per_s']:.0f} callbacks/s (N={worst['n']:,}); the same trigger meets the target "
-            "while the process keeps up (see the rows below the saturation point). Each callback costs one "
-            "DescribeJobs of its own (`triggers/ci_job.py` `CIJobCallbackTrigger._confirm` -> "
-            "`triggers/poller.py` `JobPoller.fetch([job_id])`), started at once, without a bound, on the hook's "
+            "while the process keeps up (see the rows below the saturation point). Each callback needs a "
+            "confirmation query (`triggers/poller.py` `JobPoller.fetch`); confirmations that arrive together now "
+            "share one `GET /jobs/<id1..idK>` with at most 4 requests in flight (before this run each callback "
+            "started its own unbounded request on the hook's "
             "shared `httpx.AsyncClient` (`hooks/ci.py` `CIHook._async_client`, httpx default pool of 100 "
             "connections). Once a pause (a full GC, a burst) lets confirmations pile up, httpcore's pool spends "
             "O(queued x connections) CPU on every request state change (`httpcore` "
             "`AsyncConnectionPool._assign_requests_to_connections`: 21 s of CPU in a profile of 1,000 callbacks at "
-            f"300/s). Here the worst row's longest code stall was {_f(worst.get('max_stall_code_s'), 3)} s; when "
+            f"300/s)). Here the worst row's longest code stall was {_f(worst.get('max_stall_code_s'), 3)} s; when "
             "such a pile-up starts (an earlier run of this benchmark at 100/s, N=10,000, after a 1.4 s GC pause) "
-            "the loop stalls for seconds and the backlog feeds itself: this target holds only with headroom. Fix: "
-            "bound the confirmations (a semaphore, as `JobPoller._run` does with `MAX_CONCURRENT_REQUESTS`) and "
-            "coalesce them: ids whose callbacks arrive within a few milliseconds confirmed by one "
-            "`GET /jobs/<id1..id10>`.")
+            "the loop stalled for seconds: that pile-up is what the batching and the bound now prevent.")
 
 
 # -- 3 -----------------------------------------------------------------------------------------------------------
@@ -353,9 +349,9 @@ def _batch(doc: dict[str, Any], summary: list[list[Any]], findings: list[str], b
                 "client. A profile of `BaseCIImageOperator._process` -> `CIHook.image_process` -> "
                 "`CosS3Client.ci_image_process` shows the time in the COS SDK and requests (request preparation, "
                 "signing, urllib3), and ~0.2-0.45 ms per request in requests' `merge_environment_settings` "
-                "(proxy lookup in the environment, `trust_env`). Provider-side fix: a session with "
-                "`trust_env=False` when the connection gives explicit proxies (`hooks/ci.py` `_http_session`); "
-                "beyond that the per-call cost is the SDK's, and more threads only add GIL contention (see 64).")
+                "(proxy lookup in the environment, `trust_env`). That lookup is kept on purpose: `trust_env=False` "
+                "would also ignore `REQUESTS_CA_BUNDLE`, which users behind TLS-intercepting proxies need. The "
+                "rest of the per-call cost is the SDK's, and more threads only add GIL contention (see 64).")
     skip = next((r for r in b["rows"] if r["label"] == "keys-c32-skip-first-run"), None)
     if skip:
         body += [f"With the batch default `if_exists=skip` every image costs a HEAD before the process call "
