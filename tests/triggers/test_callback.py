@@ -60,7 +60,9 @@ async def test_callback_success(emu: Any, listener: cl.CallbackListener, fmt: st
     event = await asyncio.wait_for(task, 20)
     assert event.payload["status"] == "success"
     assert event.payload["job"]["Operation"]["MediaResult"]
-    assert _delivered(emu, job_id)
+    # The emulator records the listener's 200 only after the listener has answered, which is after it woke the
+    # trigger: wait for the record instead of racing it.
+    await await_until(lambda: _delivered(emu, job_id))
     # One poll when the trigger started (job still running), one confirmation query for the callback.
     assert emu.stats.count(operation="DescribeJobs") <= 2
 
