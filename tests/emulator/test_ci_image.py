@@ -2,38 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-from PIL import Image, ImageChops, ImageDraw
+from PIL import Image, ImageDraw
 from qcloud_cos.cos_exception import CosServiceError
+
+from tests.emulator import images
 
 BUCKET = "examplebucket-1250000000"
 REGION = "ap-guangzhou"
 
 
-def portrait(width: int = 200, height: int = 260, fmt: str = "JPEG") -> bytes:
-    img = Image.new("RGB", (width, height), (40, 160, 70))
-    draw = ImageDraw.Draw(img)
-    draw.ellipse((width * 0.35, height * 0.08, width * 0.65, height * 0.38), fill=(230, 190, 160))
-    draw.rectangle((width * 0.25, height * 0.38, width * 0.75, height), fill=(50, 60, 200))
-    for i in range(0, width, 7):
-        for j in range(0, height, 5):
-            r, g, b = img.getpixel((i, j))  # type: ignore[misc]
-            img.putpixel((i, j), (min(255, r + 30), max(0, g - 30), min(255, b + 20)))
-    buf = io.BytesIO()
-    img.save(buf, fmt)
-    return buf.getvalue()
-
-
-def mean_abs_diff(a: Image.Image, b: Image.Image) -> float:
-    diff = ImageChops.difference(a.convert("RGB"), b.convert("RGB"))
-    hist = diff.histogram()
-    total = sum(i * n for c in range(3) for i, n in enumerate(hist[c * 256 : (c + 1) * 256]))
-    return total / (a.width * a.height * 3)
+# The shared test portrait, at the size these tests were written for.
+portrait = functools.partial(images.portrait, 200, 260)
+mean_abs_diff = images.mean_abs_diff
 
 
 @pytest.fixture
