@@ -23,6 +23,7 @@ from .core import (
     EmulatorState,
 )
 from .faults import FaultConfig
+from .jobs import DEFAULT_WORKFLOW_NAME, CallbackVariants, start_workflow_job
 from .store import ObjectRecord
 
 
@@ -332,6 +333,21 @@ class Emulator:
 
     def resume_job(self, job_id: str) -> None:
         self._run(self.state.jobs.resume, job_id)
+
+    def set_callback_variants(
+        self, json_content_type: str = "application/json", jobs_detail: str = "list", seed: int = 0
+    ) -> None:
+        """How JSON callbacks look: Content-Type application/json or application/xml, JobsDetail as a list or one
+        object; "random" draws either per callback from a stream seeded by ``seed``. ``reset()`` restores defaults."""
+        self.state.jobs.set_callback_variants(CallbackVariants(json_content_type, jobs_detail, seed))
+
+    def start_workflow_job(
+        self, bucket: str, request: dict[str, Any], workflow_name: str = DEFAULT_WORKFLOW_NAME
+    ) -> dict[str, Any]:
+        """Start a job as a workflow would (a ``<Workflow>`` node; TaskFinish then WorkflowFinish callbacks).
+        ``request`` is a SubmitJob request dict, checked like ``POST /jobs``; returns its JobsDetail."""
+        full = self.state.full_bucket(bucket)
+        return dict(self._run(start_workflow_job, self.state, full, request, workflow_name))
 
     @property
     def jobs(self) -> list[Any]:

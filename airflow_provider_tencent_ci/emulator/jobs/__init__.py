@@ -9,10 +9,11 @@ and delivery), ``listing`` (the list filters), ``handlers`` (HTTP).
 from __future__ import annotations
 
 from .callbacks import CallbackVariants
-from .engine import JobEngine, NotCancellable, UnknownJob
-from .handlers import handle_cancel, handle_create, handle_describe, handle_list
+from .engine import DEFAULT_WORKFLOW_NAME, JobEngine, NotCancellable, UnknownJob
+from .handlers import handle_cancel, handle_create, handle_describe, handle_list, start_workflow_job
 
 __all__ = [
+    "DEFAULT_WORKFLOW_NAME",
     "CallbackVariants",
     "JobEngine",
     "NotCancellable",
@@ -21,4 +22,5 @@ __all__ = [
     "handle_create",
     "handle_describe",
     "handle_list",
+    "start_workflow_job",
 ]

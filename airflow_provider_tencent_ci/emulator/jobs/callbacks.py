@@ -154,14 +154,14 @@ class CallbackSender:
         with self._lock:
             return copy.deepcopy(self._sent)
 
-    def reset(self) -> None:
-        """Forget what was sent; variants back to the default. Call on the loop."""
-        self.cancel_all()
+    def forget(self) -> None:
+        """Forget what was sent; variants back to the default (any thread; pending sends: ``cancel_all``)."""
         with self._lock:
             self._sent.clear()
         self.set_variants(CallbackVariants())
 
     def cancel_all(self) -> None:
+        """Cancel pending sends (call on the loop)."""
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 task.cancel()

@@ -52,6 +52,7 @@ from .submit import SubmitSpec, logo_source
 
 DEFAULT_QUEUE_SECONDS = 0.2
 DEFAULT_RUN_SECONDS = 0.5
+DEFAULT_WORKFLOW_NAME = "emulator-workflow"
 
 
 class UnknownJob(LookupError):
@@ -112,7 +113,8 @@ class JobEngine:
     def reset(self) -> None:
         """Forget every job and callback; timings and callback variants back to the defaults."""
         self._bridge.call(self._cancel_all_timers)
-        self._bridge.call(self._callbacks.reset)
+        self._bridge.call(self._callbacks.cancel_all)
+        self._callbacks.forget()
         with self._lock:
             self._jobs.clear()
             self._seq = 0
@@ -151,7 +153,9 @@ class JobEngine:
         self._start_timer(record.job_id)
         return detail
 
-    def create_from_workflow(self, bucket: str, spec: SubmitSpec, workflow_name: str) -> dict[str, Any]:
+    def create_from_workflow(
+        self, bucket: str, spec: SubmitSpec, workflow_name: str = DEFAULT_WORKFLOW_NAME
+    ) -> dict[str, Any]:
         """Emulator only: a job as a one-node workflow run starts it (a ``<Workflow>`` node, and a WorkflowFinish
         callback after its TaskFinish)."""
         digest = hashlib.md5(f"workflow:{bucket}:{workflow_name}".encode()).hexdigest()
@@ -197,11 +201,6 @@ class JobEngine:
         """Every job as plain data, in creation order (``emu.jobs``)."""
         with self._lock:
             return [r.view() for r in sorted(self._jobs.values(), key=lambda r: r.seq)]
-
-    def get(self, job_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            record = self._jobs.get(job_id)
-            return None if record is None else record.view()
 
     @property
     def callbacks_sent(self) -> list[dict[str, Any]]:

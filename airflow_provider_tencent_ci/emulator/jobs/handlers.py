@@ -11,7 +11,7 @@ from urllib.parse import unquote
 from ..protocol import CosError, EmuRequest, EmuResponse
 from ..store import ObjectStore
 from ..xmlutil import to_xml
-from .engine import JobEngine, NotCancellable, UnknownJob
+from .engine import DEFAULT_WORKFLOW_NAME, JobEngine, NotCancellable, UnknownJob
 from .listing import ListQuery
 from .submit import bad_argument, parse_submit
 
@@ -43,7 +43,7 @@ def _ids_from_path(req: EmuRequest) -> list[str]:
 async def handle_create(state: JobsState, req: EmuRequest) -> EmuResponse:
     """POST /jobs: submit a SegmentVideoBody job."""
     bucket = _require_bucket(state, req.bucket)
-    spec = parse_submit(state.store, req, bucket, state.default_region)
+    spec = parse_submit(state.store, req.body, bucket, req.region or state.default_region)
     return _xml_response({"JobsDetail": state.jobs.create(bucket, spec)})
 
 
@@ -87,3 +87,16 @@ async def handle_cancel(state: JobsState, req: EmuRequest) -> EmuResponse:
     except NotCancellable as exc:
         raise bad_argument(str(exc)) from None
     return EmuResponse(200, b"", {}, "application/xml")
+
+
+def start_workflow_job(
+    state: JobsState, bucket: str, request: dict[str, Any], workflow_name: str = DEFAULT_WORKFLOW_NAME
+) -> dict[str, Any]:
+    """Emulator only: start a job as a workflow would (CI starts workflows on upload; the emulator has none).
+
+    ``request`` is a SubmitJob ``<Request>`` as a dict (the shape ``ci_create_media_jobs`` takes), checked by the same
+    rules; its CallBack settings stand for the workflow's. Returns the JobsDetail (with its ``Workflow`` node).
+    """
+    _require_bucket(state, bucket)
+    spec = parse_submit(state.store, to_xml("Request", request), bucket, state.default_region)
+    return state.jobs.create_from_workflow(bucket, spec, workflow_name)

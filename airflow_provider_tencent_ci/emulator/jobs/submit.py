@@ -15,7 +15,7 @@ from xml.etree.ElementTree import Element
 
 from defusedxml import ElementTree as SafeET
 
-from ..protocol import CosError, EmuRequest, cos_bucket_of_host
+from ..protocol import CosError, cos_bucket_of_host
 from ..store import ObjectStore
 from .facts import (
     CALLBACK_FORMATS,
@@ -84,12 +84,12 @@ def logo_source(store: ObjectStore, bucket: str, value: str) -> tuple[str, str]:
     return bucket, key
 
 
-def parse_submit(store: ObjectStore, req: EmuRequest, bucket: str, default_region: str) -> SubmitSpec:
+def parse_submit(store: ObjectStore, body: bytes, bucket: str, region: str) -> SubmitSpec:
     """Validate a ``<Request>`` (refusing what the cloud refuses) and return what the new job is made of."""
-    if not req.body.strip():
+    if not body.strip():
         raise CosError(400, "MalformedXML", "the request body is empty")
     try:
-        root = SafeET.fromstring(req.body)
+        root = SafeET.fromstring(body)
     except Exception as exc:  # defusedxml raises ParseError or its own DefusedXmlException subclasses
         raise CosError(400, "MalformedXML", f"the request body is not well-formed XML: {exc}") from None
     if root.tag != "Request":
@@ -187,7 +187,7 @@ def parse_submit(store: ObjectStore, req: EmuRequest, bucket: str, default_regio
     operation["JobLevel"] = level
     operation["Output"] = output
     return SubmitSpec(
-        input={"BucketId": bucket, "Object": obj, "Region": req.region or default_region},
+        input={"BucketId": bucket, "Object": obj, "Region": region},
         operation=operation,
         callback=CallbackConfig(url=callback, format=fmt, type=cb_type, mq=mq),
     )
