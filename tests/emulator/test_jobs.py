@@ -315,6 +315,23 @@ def test_cancel_rules(emu: Any, client: Any, receiver: Receiver) -> None:
     assert info.value.get_status_code() == 404
 
 
+@pytest.mark.parametrize("ended", ["Success", "Failed"])
+def test_cancel_refuses_a_job_that_has_ended(emu: Any, client: Any, receiver: Receiver, ended: str) -> None:
+    emu.set_job_timing(60, 60)
+    job_id = submit(client, CallBack=receiver.url)["JobId"]
+    emu.force_job_outcome(job_id, ended)
+    before = describe(client, job_id)
+    with pytest.raises(CosServiceError) as info:
+        client.ci_cancel_jobs(Bucket=BUCKET, JobID=job_id)
+    assert (info.value.get_status_code(), info.value.get_error_code()) == (400, "InvalidArgument")
+    assert ended in info.value.get_error_msg()  # the message says what state the job is in
+    assert describe(client, job_id) == before  # nothing changed: no Cancel, same EndTime
+    wait_for(lambda: receiver.requests)
+    time.sleep(0.1)
+    assert len(receiver.requests) == 1  # the job's own end only, no second callback
+    assert emu.stats.count("CancelJob", ok=False) == 1
+
+
 # -- callbacks ------------------------------------------------------------------------------------------------
 def test_xml_callback_on_success(emu: Any, client: Any, receiver: Receiver) -> None:
     emu.set_job_timing(0, 0)
