@@ -3,7 +3,7 @@
 Modules, one concern each: ``facts`` (documented names, limits, time format), ``submit`` (SubmitJob parsing and
 validation), ``record`` (the typed job record: bookkeeping apart from the JobsDetail it renders), ``engine`` (the
 state machine and its public interface), ``output`` (what a successful job writes), ``callbacks`` (callback bodies
-and delivery), ``listing`` (the list filters), ``handlers`` (HTTP).
+and delivery), ``listing`` (the list filters), ``loop`` (the bridge to the server loop), ``handlers`` (HTTP).
 """
 
 from __future__ import annotations
