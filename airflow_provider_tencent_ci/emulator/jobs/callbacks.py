@@ -37,7 +37,7 @@ import httpx
 from ..faults import FaultInjector
 from ..xmlutil import to_xml
 from .loop import LoopBridge
-from .record import JobRecord
+from .record import JobRecord, WorkflowRun
 
 TASK_FINISH = "TaskFinish"
 WORKFLOW_FINISH = "WorkflowFinish"
@@ -51,6 +51,7 @@ BACKOFF = (0.1, 0.3)
 TIMEOUT = 5.0
 REORDER_MAX_DELAY = 0.3
 REORDER_SEED = 7
+Repeated = Callable[[list[dict[str, Any]]], Any]  # how a repeated element (JobsDetail, Tasks) is written
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,9 @@ def _shaped(items: list[dict[str, Any]], shape: str) -> Any:
     return items[0] if shape == "object" and len(items) == 1 else items
 
 
-def workflow_execution(record: JobRecord) -> dict[str, Any]:
+def workflow_execution(record: JobRecord, workflow: WorkflowRun, repeated: Repeated) -> dict[str, Any]:
     """The WorkflowExecution of the one-task workflow run that started ``record`` (Go WorkflowExecutionNotifyBody)."""
     detail = record.detail
-    assert detail.workflow is not None
     task = {
         "Type": detail.tag,
         "CreateTime": detail.creation_time,
@@ -97,33 +97,34 @@ def workflow_execution(record: JobRecord) -> dict[str, Any]:
         "EndTime": detail.end_time,
         "State": detail.state,
         "JobId": detail.job_id,
-        "Name": detail.workflow.name,
+        "Name": workflow.name,
     }
     return {
-        "RunId": detail.workflow.run_id,
+        "RunId": workflow.run_id,
         "BucketId": record.bucket,
         "Object": detail.input["Object"],
-        "WorkflowId": detail.workflow.workflow_id,
-        "WorkflowName": detail.workflow.workflow_name,
+        "WorkflowId": workflow.workflow_id,
+        "WorkflowName": workflow.workflow_name,
         "CreateTime": detail.creation_time,
         "State": detail.state,
-        "Tasks": [task],
+        "Tasks": repeated([task]),
     }
+
+
+def _payload(record: JobRecord, event: str, repeated: Repeated) -> dict[str, Any]:
+    workflow = record.detail.workflow
+    if event == WORKFLOW_FINISH and workflow is not None:
+        return {"EventName": event, "WorkflowExecution": workflow_execution(record, workflow, repeated)}
+    return {"EventName": TASK_FINISH, "JobsDetail": repeated([record.detail.render()])}
 
 
 def render_body(record: JobRecord, event: str, content_type: str, shape: str) -> CallbackBody:
-    fmt = record.callback.format
-    if event == TASK_FINISH:
-        payload: dict[str, Any] = {"EventName": event, "JobsDetail": [record.detail.render()]}
-        listed = "JobsDetail"
-    else:
-        payload = {"EventName": event, "WorkflowExecution": workflow_execution(record)}
-        listed = "Tasks"
-    if fmt == "JSON":
-        holder = payload if listed == "JobsDetail" else payload["WorkflowExecution"]
-        holder[listed] = _shaped(holder[listed], shape)
-        return CallbackBody(event, fmt, content_type, shape, json.dumps(payload, ensure_ascii=False))
-    return CallbackBody(event, fmt, XML_CONTENT_TYPE, None, to_xml("Response", payload).decode("utf-8"))
+    """One callback body in the job's CallBackFormat; ``content_type`` and ``shape`` apply to JSON only."""
+    if record.callback.format == "JSON":
+        payload = _payload(record, event, lambda items: _shaped(items, shape))
+        return CallbackBody(event, "JSON", content_type, shape, json.dumps(payload, ensure_ascii=False))
+    payload = _payload(record, event, list)  # XML: a list renders as repeated elements, one reads as an object
+    return CallbackBody(event, "XML", XML_CONTENT_TYPE, None, to_xml("Response", payload).decode("utf-8"))
 
 
 class CallbackSender:
