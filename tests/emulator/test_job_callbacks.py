@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
 import pytest
 
-from airflow_provider_tencent_ci.emulator import CosError
+from airflow_provider_tencent_ci.emulator import CosError, Emulator
 from tests.emulator.jobs_support import BUCKET, INPUT, Receiver, describe, job_request, list_ids, submit, wait_for
 
 
@@ -213,3 +214,20 @@ def test_no_callback_when_the_workflow_callback_is_off(emu: Any, client: Any, re
     assert describe(client, quiet)["State"] == "Success"
     assert {c["job_id"] for c in emu.callbacks_sent} == {loud}
     assert len(receiver.requests) == 2
+
+
+def test_workflow_job_survives_a_restart(tmp_path: Path) -> None:
+    first = Emulator(data_dir=tmp_path).start()
+    try:
+        first.put_object(BUCKET, "input/test.mp4", INPUT)
+        first.set_job_timing(60, 60)
+        started = first.start_workflow_job(BUCKET, job_request(), workflow_name="kept")
+    finally:
+        first.stop()
+    second = Emulator(data_dir=tmp_path).start()
+    try:
+        again = describe(second.cos_client(), started["JobId"])
+        assert again["Workflow"] == started["Workflow"] and again["State"] == "Submitted"
+        assert list_ids(second, workflowId=started["Workflow"]["WorkflowId"]) == [started["JobId"]]
+    finally:
+        second.stop()
