@@ -9,15 +9,13 @@ and delivery), ``listing`` (the list filters), ``loop`` (the bridge to the serve
 from __future__ import annotations
 
 from .callbacks import CallbackVariants
-from .engine import DEFAULT_WORKFLOW_NAME, JobEngine, NotCancellable, UnknownJob
+from .engine import DEFAULT_WORKFLOW_NAME, JobEngine
 from .handlers import handle_cancel, handle_create, handle_describe, handle_list, start_workflow_job
 
 __all__ = [
     "DEFAULT_WORKFLOW_NAME",
     "CallbackVariants",
     "JobEngine",
-    "NotCancellable",
-    "UnknownJob",
     "handle_cancel",
     "handle_create",
     "handle_describe",
