@@ -28,7 +28,13 @@ HOST = f"{BUCKET}.cos.ap-guangzhou.myqcloud.com"
 
 def test_connection_helpers(emu: Emulator) -> None:
     extras = emu.connection_extras()
-    assert extras == {"region": "ap-guangzhou", "appid": "1250000000", "scheme": "http", "proxy": emu.url}
+    assert extras == {
+        "region": "ap-guangzhou",
+        "appid": "1250000000",
+        "scheme": "http",
+        "proxy": emu.url,
+        "console_base_url": f"{emu.url}/_emulator/view/{emu.control_token}",
+    }
     name, value = emu.airflow_conn_env("my_conn")
     assert name == "AIRFLOW_CONN_MY_CONN"
     conn = json.loads(value)
@@ -70,17 +76,18 @@ def test_stats_and_inspection_endpoints(emu: Emulator, cos: Any) -> None:
     assert s.count(operation="GetObject", ok=False) == 1
     assert s.errors(code="NoSuchKey") == 1
 
-    # unsigned inspection under /_emulator/ on any host (here: the bucket host, through the proxy)
-    snap = requests.get(f"http://{HOST}/_emulator/stats", proxies={"http": emu.url}, timeout=5).json()
+    # the control API on the emulator's own host, with its token
+    auth = emu.control_headers
+    snap = requests.get(f"{emu.url}/_emulator/stats", headers=auth, timeout=5).json()
     assert snap == json.loads(json.dumps(s.snapshot()))
     assert snap["operations"]["PutObject"]["buckets"] == {BUCKET: 2, other: 1}
-    direct = httpx.get(f"{emu.url}/_emulator/jobs", timeout=5)
+    direct = httpx.get(f"{emu.url}/_emulator/jobs", headers=auth, timeout=5)
     assert direct.status_code == 200 and "jobs" in direct.json()
-    assert httpx.get(f"{emu.url}/_emulator/nothing", timeout=5).status_code == 404
-    # inspection is not counted
+    assert httpx.get(f"{emu.url}/_emulator/nothing", headers=auth, timeout=5).status_code == 404
+    # control calls are not counted
     assert s.count() == 5
 
-    assert httpx.post(f"{emu.url}/_emulator/reset", timeout=5).json() == {"reset": True}
+    assert httpx.post(f"{emu.url}/_emulator/reset", headers=auth, timeout=5).json() == {"reset": True}
     assert s.count() == 0 and emu.get_object("examplebucket", "a") is None
     assert emu.store.has_bucket(other)  # buckets survive a reset
     s.record("X", None, True)
