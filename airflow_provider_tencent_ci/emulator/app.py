@@ -253,7 +253,8 @@ class EmulatorApp:
                 resp = self._cos_error(req, err3)
         else:
             state.stats.record(operation, bucket, resp.status < 400)
-        await body.discard_if_small()
+        if await body.finish():
+            resp.headers["Connection"] = "close"
         await self._send(req, resp, send)
 
     async def _process(self, req: EmuRequest, operation: str, raw_query: str, body: RequestBody) -> EmuResponse:

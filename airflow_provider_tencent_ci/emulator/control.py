@@ -151,8 +151,8 @@ class ControlAPI:
         try:
             route = self._authorize(method, parts, headers, port)
         except ControlError as err:
-            await drain_small_body(receive, headers)
-            await _json(send, err.status, {"error": err.message})
+            unread = await drain_small_body(receive, headers)
+            await _json(send, err.status, {"error": err.message}, {"Connection": "close"} if unread else None)
             return
         try:
             if route[0] == VIEW:
@@ -160,7 +160,7 @@ class ControlAPI:
             else:
                 await self._api(method, route, query, headers, receive, send)
         except BodyTooLarge as exc:
-            await _json(send, 413, {"error": str(exc)})
+            await _json(send, 413, {"error": str(exc)}, {"Connection": "close"})
         except ControlError as err:
             await _json(send, err.status, {"error": err.message})
 
@@ -352,8 +352,8 @@ def _parse_json(raw: bytes) -> Any:
         raise ControlError(400, f"the request body is not JSON: {exc}") from None
 
 
-async def _json(send: Any, status: int, payload: Any) -> None:
-    await send_plain(send, status, json.dumps(payload, default=str).encode("utf-8"), "application/json")
+async def _json(send: Any, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+    await send_plain(send, status, json.dumps(payload, default=str).encode("utf-8"), "application/json", headers)
 
 
 async def _page(send: Any, title: str, content: str) -> None:

@@ -54,15 +54,24 @@ async def read_body(receive: Any, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def drain_small_body(receive: Any, headers: dict[str, str]) -> None:
-    """Read and drop a refused request's body when it is small (see DRAIN_LIMIT); larger bodies stay unread."""
+async def drain_small_body(receive: Any, headers: dict[str, str]) -> bool:
+    """Read and drop a refused request's body when it is small (see DRAIN_LIMIT); larger bodies stay unread.
+
+    Returns True when a body remains unread: the answer must then close the connection (``Connection: close``),
+    or the server would go on receiving, and dropping, the rest of it.
+    """
     n = declared_length(headers)
-    if n is None or n == 0 or n > DRAIN_LIMIT:
-        return
+    if n is None:
+        return "transfer-encoding" in headers  # a chunked body of unknown size: never read it
+    if n == 0:
+        return False
+    if n > DRAIN_LIMIT:
+        return True
     try:
         await read_body(receive, DRAIN_LIMIT)
     except BodyTooLarge:
-        return
+        return True
+    return False
 
 
 async def send_plain(
@@ -81,14 +90,21 @@ class RequestBody:
         self.receive = receive
         self.headers = headers
         self.consumed = False
+        self.cut = False  # reading stopped at the limit: the rest is still on the wire
 
     async def read(self, limit: int) -> bytes:
         check_declared(self.headers, limit)
         self.consumed = True
-        return await read_body(self.receive, limit)
+        try:
+            return await read_body(self.receive, limit)
+        except BodyTooLarge:
+            self.cut = True
+            raise
 
-    async def discard_if_small(self) -> None:
-        """Before answering a refusal: drop a small unread body so the connection can be reused."""
-        if not self.consumed:
-            self.consumed = True
-            await drain_small_body(self.receive, self.headers)
+    async def finish(self) -> bool:
+        """Before answering: drop a small unread body so the connection can be reused. True when a large body
+        stays unread, so the answer must close the connection."""
+        if self.consumed:
+            return self.cut
+        self.consumed = True
+        return await drain_small_body(self.receive, self.headers)
