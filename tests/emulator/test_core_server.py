@@ -197,6 +197,8 @@ def test_custom_credentials_and_buckets() -> None:
 def test_cli_prints_connection_and_serves(tmp_path: Path) -> None:
     faults = tmp_path / "faults.json"
     faults.write_text(json.dumps({"seed": 1, "error_rate": 0.0}))
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "a.mp4").write_bytes(b"video")
     env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [
@@ -216,7 +218,15 @@ def test_cli_prints_connection_and_serves(tmp_path: Path) -> None:
             "--secret-id",
             "AKIDCLI",
             "--secret-key",
-            "cli-key",
+            "cli-secret-key-value",
+            "--control-token",
+            "cli-token",
+            "--seed",
+            f"cli:videos/={tmp_path / 'clips'}",
+            "--rate-limit",
+            "1000",
+            "--latency-median",
+            "0.001",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -225,25 +235,39 @@ def test_cli_prints_connection_and_serves(tmp_path: Path) -> None:
     )
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
+        lines = [proc.stdout.readline() for _ in range(4)]
+        printed = "".join(lines)
+        assert "cli-secret-key-value" not in printed  # issue 14 item 10: a custom key is never printed
         m = re.match(
             r"^Tencent CI emulator on (http://127\.0\.0\.1:\d+)  AIRFLOW_CONN_TENCENTCLOUD_DEFAULT='(.*)'$",
-            line.rstrip("\n"),
+            lines[0].rstrip("\n"),
         )
-        assert m, line
+        assert m, lines
         url, conn = m.group(1), json.loads(m.group(2))
-        assert conn["login"] == "AKIDCLI" and conn["password"] == "cli-key" and conn["extra"]["proxy"] == url
+        assert conn["login"] == "AKIDCLI" and conn["password"] == "<your --secret-key>"
+        assert conn["extra"]["proxy"] == url
+        assert lines[1].startswith("A custom secret key is in use")
+        assert lines[2].startswith("Control token: cli-token ")
+        assert lines[3].strip() == f"Object view: {url}/_emulator/view/cli-token/"
         from qcloud_cos import CosConfig, CosS3Client
 
         client = CosS3Client(
             CosConfig(
-                Region="ap-guangzhou", SecretId="AKIDCLI", SecretKey="cli-key", Scheme="http", Proxies={"http": url}
+                Region="ap-guangzhou",
+                SecretId="AKIDCLI",
+                SecretKey="cli-secret-key-value",
+                Scheme="http",
+                Proxies={"http": url},
             ),
             retry=0,
         )
         client.put_object(Bucket="cli-1250000000", Key="k", Body=b"via cli")
         body = client.get_object(Bucket="cli-1250000000", Key="k")["Body"].get_raw_stream().read()
         assert body == b"via cli"
+        seeded = client.get_object(Bucket="cli-1250000000", Key="videos/a.mp4")["Body"].get_raw_stream().read()
+        assert seeded == b"video"
+        health = httpx.get(f"{url}/_emulator/health", headers={"Authorization": "Bearer cli-token"}, timeout=5)
+        assert health.json()["ok"] is True
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:
