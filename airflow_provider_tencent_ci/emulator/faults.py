@@ -128,6 +128,7 @@ class FaultInjector:
             self._latency = LatencySampler(model) if model is not None else None
 
     def reset(self) -> None:
+        self.clock = time.monotonic
         self.set(None)
 
     @property
