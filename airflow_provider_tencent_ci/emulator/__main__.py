@@ -126,7 +126,7 @@ def serve(argv: Sequence[str]) -> int:
         region=args.region,
         buckets=args.bucket or ("examplebucket",),
         log_level=args.log_level,
-        control_token=args.control_token,
+        control_token=args.control_token or os.environ.get(CONTROL_TOKEN_ENV),
         max_object_bytes=args.max_object_mb * 1024 * 1024 if args.max_object_mb else None,
     )
     for bucket, prefix, path in seeds:

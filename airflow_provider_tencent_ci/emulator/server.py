@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import inspect
 import json
-import os
 import secrets
 import socket
 import threading
@@ -29,7 +28,7 @@ from .faults import FaultConfig
 from .pacing import LatencyModel, RateLimit
 from .store import ObjectRecord
 
-# Environment variable that sets the control token (the CLI's --control-token wins over it).
+# Environment variable with the control token for the CLI (serving: its default; client commands: --token's default).
 CONTROL_TOKEN_ENV = "TENCENT_CI_EMULATOR_TOKEN"
 
 
@@ -39,7 +38,7 @@ class Emulator:
     Every method is safe to call from any thread; state changes that touch the job engine run on the server loop.
 
     The HTTP control API under ``/_emulator/`` (see ``control.py``) needs ``control_token``: generated at
-    construction unless given (or set in ``TENCENT_CI_EMULATOR_TOKEN``). ``console_base_url`` is the read-only
+    construction unless given (the CLI also reads ``TENCENT_CI_EMULATOR_TOKEN``). ``console_base_url`` is the read-only
     object view with the token in its path, for browser links.
     """
 
@@ -62,7 +61,7 @@ class Emulator:
         if credentials is not None:
             creds = [c if isinstance(c, Credential) else Credential(*c) for c in credentials]
         self.host = host
-        self.control_token: str = control_token or os.environ.get(CONTROL_TOKEN_ENV) or secrets.token_urlsafe(24)
+        self.control_token: str = control_token or secrets.token_urlsafe(24)
         self.max_object_bytes = max_object_bytes
         self._requested_port = port
         self.log_level = log_level

@@ -49,6 +49,8 @@ def test_tencent_conn_fixture_exports_connection(tencent_conn: Emulator) -> None
     value = json.loads(os.environ["AIRFLOW_CONN_TENCENTCLOUD_DEFAULT"])
     assert value["extra"]["proxy"] == tencent_conn.url
     assert "127.0.0.1" in os.environ["NO_PROXY"].split(",")
+    assert os.environ["TENCENT_CI_EMULATOR_URL"] == tencent_conn.url
+    assert os.environ["TENCENT_CI_EMULATOR_TOKEN"] == tencent_conn.control_token
 
 
 def test_airflow_reads_the_exported_connection(tencent_conn: Emulator) -> None:
