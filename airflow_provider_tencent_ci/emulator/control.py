@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from .core import EmulatorState
+from .cos import MAX_KEY_BYTES
 from .wire import BodyTooLarge, check_declared, drain_small_body, read_body, send_plain
 
 CONTROL_PREFIX = "/_emulator/"
@@ -173,6 +174,8 @@ class ControlAPI:
             if method == "GET":
                 await self._download(bucket, key, send)
                 return
+            if len(key.encode("utf-8", "surrogateescape")) > MAX_KEY_BYTES:
+                raise ControlError(400, f"the key is longer than {MAX_KEY_BYTES} bytes in UTF-8 (COS's limit)")
             check_declared(headers, self.max_upload_bytes)
             data = await read_body(receive, self.max_upload_bytes)
             rec = self.state.store.put(bucket, key, data, headers.get("content-type"))

@@ -160,6 +160,10 @@ def test_http_object_api_lists_and_seeds(emu: Emulator) -> None:
     assert [o["key"] for o in listing["objects"]] == ["in/x.txt"] and listing["objects"][0]["size"] == 6
     got = httpx.get(f"{emu.control_url}/objects/{BUCKET}/in/x.txt", headers=emu.control_headers)
     assert got.content == b"seeded" and got.headers["content-type"] == "text/plain"
+    long_key = httpx.put(
+        f"{emu.control_url}/objects/examplebucket/{'k' * 851}", content=b"x", headers=emu.control_headers
+    )
+    assert long_key.status_code == 400 and emu.list_keys("examplebucket") == ["in/x.txt"]
 
 
 @pytest.mark.parametrize("argv", [["jobs"], ["job", "pause", "j1"]])
