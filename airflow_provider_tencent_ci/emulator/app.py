@@ -31,6 +31,7 @@ Scope = dict[str, Any]
 _SERVICE_HOST = "service.cos.myqcloud.com"
 _BDA_HOST = re.compile(r"^bda(\.[a-z0-9-]+)?\.tencentcloudapi\.com$")  # global or regional endpoint
 BDA_SERVICE = "bda"
+COS_SERVICES = frozenset({"cos", "ci", "service"})  # q-signed XML services; every other service is API 3.0
 BDA_ACTIONS = {"SegmentCustomizedPortraitPic"}
 BDA_REGIONS = {"ap-beijing", "ap-guangzhou", "ap-shanghai"}  # regions the BDA API documents
 # API 3.0 request size limit for TC3-HMAC-SHA256 POST requests (10 MB: API 3.0 "Request Structure" page).
@@ -260,7 +261,7 @@ class EmulatorApp:
     async def _process(self, req: EmuRequest, operation: str, raw_query: str, body: RequestBody) -> EmuResponse:
         """Authenticate (before any body is read), read the body within its cap, apply faults, dispatch."""
         state = self.state
-        api3 = req.service == "bda"
+        api3 = req.service not in COS_SERVICES  # API 3.0 (TC3-signed JSON): BDA, and any service routed like it
         if api3:
             auth.require_tc3_credential(state.credentials, req.headers)  # the full check needs the body
         else:
@@ -278,7 +279,7 @@ class EmulatorApp:
         if decision.latency > 0:
             await asyncio.sleep(decision.latency)
         if decision.kind is not None:
-            _raise_fault(decision.kind, req.service)
+            _raise_fault(decision.kind, api3)
 
         if api3:
             cred = auth.verify_tc3(
@@ -288,9 +289,10 @@ class EmulatorApp:
                 raw_query=raw_query,
                 headers=req.headers,
                 body=req.body,
-                service=BDA_SERVICE,
+                service=req.service,  # the TC3 credential scope names the service ("bda")
             )
             req.secret_id = cred.secret_id
+        if req.service == BDA_SERVICE:
             if operation not in BDA_ACTIONS:
                 raise TcApiError("InvalidAction", f"The requested action {operation!r} does not exist.")
             region = req.headers.get("x-tc-region", "")
@@ -383,10 +385,10 @@ class _Reset(Exception):
     pass
 
 
-def _raise_fault(kind: str, service: str) -> None:
+def _raise_fault(kind: str, api3: bool) -> None:
     if kind == "reset":
         raise _Reset()
-    if service == "bda":
+    if api3:
         if kind == "throttle":
             raise TcApiError("RequestLimitExceeded", "Your request frequency has reached the limit.")
         raise TcApiError("InternalError", "An internal error occurred. (emulated fault)")
