@@ -44,8 +44,17 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
 # Content types a browser sends cross-origin without a CORS preflight (Fetch standard, "CORS-safelisted").
 _SIMPLE_CONTENT_TYPES = ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data")
 # Downloads never run as pages on the emulator's origin (an uploaded HTML object could otherwise read the view).
-_DOWNLOAD_HEADERS = {"Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"}
-_HTML_HEADERS = {"Content-Security-Policy": "default-src 'none'; img-src 'self'", "X-Content-Type-Options": "nosniff"}
+# No Referer either: the view's URLs hold the token.
+_DOWNLOAD_HEADERS = {
+    "Content-Security-Policy": "sandbox",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+_HTML_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 class JobControl(Protocol):

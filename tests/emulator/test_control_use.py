@@ -130,6 +130,7 @@ def test_object_view_lists_and_downloads_with_the_token_in_the_url(emu: Emulator
     assert image.content == b"\x89PNG data" and image.headers["content-type"] == "image/png"
     html_obj = httpx.get(f"{base}/objects/{BUCKET}/out/%3Cscript%3E.html")
     assert html_obj.headers["content-security-policy"] == "sandbox"  # stored pages never run on this origin
+    assert html_obj.headers["referrer-policy"] == listing.headers["referrer-policy"] == "no-referrer"
     # without the token, or with another one, nothing is shown
     for url in (f"{emu.url}/_emulator/view/", f"{emu.url}/_emulator/view/wrong/objects/{BUCKET}/"):
         assert httpx.get(url).status_code == 401
