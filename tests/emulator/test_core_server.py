@@ -226,7 +226,11 @@ def test_cli_prints_connection_and_serves(tmp_path: Path) -> None:
             "--seed",
             f"cli:videos/={tmp_path / 'clips'}",
             "--rate-limit",
-            "1000",
+            "0.001",
+            "--rate-burst",
+            "3",
+            "--rate-families",
+            "objects",
             "--latency-median",
             "0.001",
         ],
@@ -268,6 +272,9 @@ def test_cli_prints_connection_and_serves(tmp_path: Path) -> None:
         assert body == b"via cli"
         seeded = client.get_object(Bucket="cli-1250000000", Key="videos/a.mp4")["Body"].get_raw_stream().read()
         assert seeded == b"video"
+        with pytest.raises(CosServiceError) as throttled:  # the 4th object call of the burst of 3
+            client.get_object(Bucket="cli-1250000000", Key="k")
+        assert (throttled.value.get_status_code(), throttled.value.get_error_code()) == (503, "SlowDown")
         health = httpx.get(f"{url}/_emulator/health", headers={"Authorization": "Bearer cli-token"}, timeout=5)
         assert health.json()["ok"] is True
         proc.send_signal(signal.SIGTERM)
