@@ -25,6 +25,7 @@ from .core import (
     TcApiError,
 )
 from .faults import CallbackPlan, FaultConfig, OperationFaults
+from .pacing import LatencyModel, RateLimit
 from .server import Emulator
 
 __all__ = [
@@ -43,6 +44,8 @@ __all__ = [
     "Emulator",
     "EmulatorState",
     "FaultConfig",
+    "LatencyModel",
     "OperationFaults",
+    "RateLimit",
     "TcApiError",
 ]

@@ -13,13 +13,14 @@ import contextlib
 import json
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
 from . import auth, cos
+from .control import ControlAPI
 from .core import BUCKET_HOST_RE, CosError, EmulatorState, EmuRequest, EmuResponse, TcApiError
+from .wire import BodyTooLarge, RequestBody
 from .xmlutil import http_date, to_xml
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,18 @@ Scope = dict[str, Any]
 _SERVICE_HOST = "service.cos.myqcloud.com"
 _BDA_HOST = re.compile(r"^bda(\.[a-z0-9-]+)?\.tencentcloudapi\.com$")  # global or regional endpoint
 BDA_SERVICE = "bda"
+COS_SERVICES = frozenset({"cos", "ci", "service"})  # q-signed XML services; every other service is API 3.0
 BDA_ACTIONS = {"SegmentCustomizedPortraitPic"}
 BDA_REGIONS = {"ap-beijing", "ap-guangzhou", "ap-shanghai"}  # regions the BDA API documents
-INSPECT_PREFIX = "/_emulator/"
+# API 3.0 request size limit for TC3-HMAC-SHA256 POST requests (10 MB: API 3.0 "Request Structure" page).
+API3_MAX_BODY_BYTES = 10 * 1024 * 1024
+# COS accepts PUT Object bodies up to 5 GB; the emulator keeps objects in memory, so its default cap is lower
+# (``Emulator(max_object_bytes=...)``, CLI ``--max-object-mb``). Above it: 400 EntityTooLarge, nothing read.
+MAX_OBJECT_BYTES = 512 * 1024 * 1024
+# Operations that create an object under the request's key (its length is checked before the body is read).
+KEY_WRITING_OPERATIONS = frozenset({"PutObject", "CopyObject", "PicOperationsUpload"})
+# Rate-limit families (pacing.FAMILIES): synchronous image processing, plain object calls, the job API, API 3.0.
+IMAGE_OPERATIONS = frozenset({"CIProcess", "PicOperationsUpload", "ImageProcess"})
 
 
 class _Unimplemented(Exception):
@@ -72,6 +82,13 @@ def parse_query(qs: str) -> dict[str, str]:
         k, _, v = part.partition("=")
         out[unquote_plus(k)] = unquote_plus(v)
     return out
+
+
+def family_of(service: str, operation: str) -> str:
+    """The rate-limit family of an operation: ``image``, ``objects``, ``jobs``, or the API 3.0 service name."""
+    if operation in IMAGE_OPERATIONS:
+        return "image"
+    return {"cos": "objects", "service": "objects", "ci": "jobs"}.get(service, service)
 
 
 def classify(service: str, method: str, key: str, query: dict[str, str], headers: dict[str, str]) -> str:
@@ -129,10 +146,14 @@ def handler_for(operation: str) -> Handler:
 
 
 class EmulatorApp:
-    """ASGI 3 application over one :class:`EmulatorState`."""
+    """ASGI 3 application over one :class:`EmulatorState`; ``control`` serves ``/_emulator/`` (None: not served)."""
 
-    def __init__(self, state: EmulatorState) -> None:
+    def __init__(
+        self, state: EmulatorState, control: ControlAPI | None = None, max_object_bytes: int = MAX_OBJECT_BYTES
+    ) -> None:
         self.state = state
+        self.control = control
+        self.max_object_bytes = max_object_bytes
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -176,12 +197,12 @@ class EmulatorApp:
         raw_query = scope.get("query_string", b"").decode("latin-1")
         query = parse_query(raw_query)
         method = scope["method"].upper()
-        body = await _read_body(receive)
-        request_id = state.new_request_id()
-
-        if path.startswith(INSPECT_PREFIX):
-            await self._inspect(method, path, send)
+        port = (scope.get("server") or (None, None))[1]
+        if self.control is not None and self.control.serves(path, host_hdr, port):
+            await self.control.handle(method, path, query, headers, port, receive, send)
             return
+        request_id = state.new_request_id()
+        body = RequestBody(receive, headers)
 
         m = BUCKET_HOST_RE.match(host)
         bucket: str | None = None
@@ -204,13 +225,13 @@ class EmulatorApp:
             key=path[1:],
             query=query,
             headers=headers,
-            body=body,
+            body=b"",  # read in _process once the request is authenticated
             secret_id=None,
             request_id=request_id,
         )
         operation = classify(service, method, req.key, query, headers)
         try:
-            resp = await self._process(req, operation, host_hdr, raw_query, receive)
+            resp = await self._process(req, operation, raw_query, body)
         except _Reset:
             state.stats.record(operation, bucket, False, "ConnectionReset")
             _abort(receive)
@@ -233,19 +254,34 @@ class EmulatorApp:
                 resp = self._cos_error(req, err3)
         else:
             state.stats.record(operation, bucket, resp.status < 400)
+        if await body.finish():
+            resp.headers["Connection"] = "close"
         await self._send(req, resp, send)
 
-    async def _process(
-        self, req: EmuRequest, operation: str, host_hdr: str, raw_query: str, receive: Any
-    ) -> EmuResponse:
+    async def _process(self, req: EmuRequest, operation: str, raw_query: str, body: RequestBody) -> EmuResponse:
+        """Authenticate (before any body is read), read the body within its cap, apply faults, dispatch."""
         state = self.state
-        decision = state.faults.decide(operation)
+        api3 = req.service not in COS_SERVICES  # API 3.0 (TC3-signed JSON): BDA, and any service routed like it
+        if api3:
+            auth.require_tc3_credential(state.credentials, req.headers)  # the full check needs the body
+        else:
+            self._authenticate_cos(req, operation)
+        try:
+            req.body = await body.read(API3_MAX_BODY_BYTES if api3 else self.max_object_bytes)
+        except BodyTooLarge as exc:
+            if api3:
+                message = f"The request package exceeds the size limit ({exc})."
+                raise TcApiError("RequestSizeLimitExceeded", message) from None
+            raise CosError(
+                400, "EntityTooLarge", f"Your proposed upload exceeds the maximum allowed object size ({exc})."
+            ) from None
+        decision = state.faults.decide(operation, family_of(req.service, operation), req.bucket)
         if decision.latency > 0:
             await asyncio.sleep(decision.latency)
         if decision.kind is not None:
-            _raise_fault(decision.kind, req.service)
+            _raise_fault(decision.kind, api3)
 
-        if req.service == "bda":
+        if api3:
             cred = auth.verify_tc3(
                 state.credentials,
                 method=req.method,
@@ -253,33 +289,16 @@ class EmulatorApp:
                 raw_query=raw_query,
                 headers=req.headers,
                 body=req.body,
-                service=BDA_SERVICE,
+                service=req.service,  # the TC3 credential scope names the service ("bda")
             )
             req.secret_id = cred.secret_id
+        if req.service == BDA_SERVICE:
             if operation not in BDA_ACTIONS:
                 raise TcApiError("InvalidAction", f"The requested action {operation!r} does not exist.")
             region = req.headers.get("x-tc-region", "")
             req.region = region or None
             if region and region not in BDA_REGIONS:
                 raise TcApiError("UnsupportedRegion", f"The action does not support the region {region!r}.")
-        else:
-            if req.service in ("cos", "ci"):
-                if req.bucket is None:
-                    raise CosError(400, "InvalidURI", f"Host {req.host!r} is not a COS or CI bucket endpoint.")
-                if not state.store.has_bucket(req.bucket):
-                    raise CosError(404, "NoSuchBucket", "The specified bucket does not exist.")
-            cred = auth.verify_cos(
-                state.credentials,
-                method=req.method,
-                path=req.path,
-                query=req.query,
-                headers=req.headers,
-                token_header="x-ci-security-token" if req.service == "ci" else "x-cos-security-token",
-                max_skew=state.max_skew_seconds,
-            )
-            req.secret_id = cred.secret_id
-            if operation == "Unknown":
-                raise CosError(405, "MethodNotAllowed", "The specified method is not allowed against this resource.")
         try:
             handler = handler_for(operation)
         except _Unimplemented as exc:
@@ -287,6 +306,29 @@ class EmulatorApp:
                 raise TcApiError("UnsupportedOperation", f"Not implemented in the emulator: {exc}") from None
             raise CosError(501, "NotImplemented", f"Not implemented in the emulator: {exc}") from None
         return await handler(state, req)
+
+    def _authenticate_cos(self, req: EmuRequest, operation: str) -> None:
+        """Bucket, signature, operation and key checks of a COS/CI request: everything that needs no body."""
+        state = self.state
+        if req.service in ("cos", "ci"):
+            if req.bucket is None:
+                raise CosError(400, "InvalidURI", f"Host {req.host!r} is not a COS or CI bucket endpoint.")
+            if not state.store.has_bucket(req.bucket):
+                raise CosError(404, "NoSuchBucket", "The specified bucket does not exist.")
+        cred = auth.verify_cos(
+            state.credentials,
+            method=req.method,
+            path=req.path,
+            query=req.query,
+            headers=req.headers,
+            token_header="x-ci-security-token" if req.service == "ci" else "x-cos-security-token",
+            max_skew=state.max_skew_seconds,
+        )
+        req.secret_id = cred.secret_id
+        if operation == "Unknown":
+            raise CosError(405, "MethodNotAllowed", "The specified method is not allowed against this resource.")
+        if operation in KEY_WRITING_OPERATIONS:
+            cos.check_key_length(req.key)
 
     # -- replies ---------------------------------------------------------------------------------------------
     def _cos_error(self, req: EmuRequest, err: CosError) -> EmuResponse:
@@ -331,30 +373,6 @@ class EmulatorApp:
         await send({"type": "http.response.start", "status": resp.status, "headers": raw})
         await send({"type": "http.response.body", "body": body})
 
-    async def _inspect(self, method: str, path: str, send: Any) -> None:
-        name = path[len(INSPECT_PREFIX) :].strip("/")
-        status, payload = 200, None
-        if name == "stats" and method == "GET":
-            payload = self.state.stats.snapshot()
-        elif name == "jobs" and method == "GET":
-            payload = {"jobs": self.state.jobs.list_jobs()}
-        elif name == "reset" and method == "POST":
-            self.state.reset()
-            payload = {"reset": True}
-        elif name == "health" and method == "GET":
-            payload = {"ok": True, "time": time.time()}
-        else:
-            status, payload = 404, {"error": f"unknown inspection endpoint {method} {path}"}
-        body = json.dumps(payload, default=str).encode("utf-8")
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
 
 def _tc_error(req: EmuRequest, err: TcApiError) -> EmuResponse:
     body = json.dumps(
@@ -367,10 +385,10 @@ class _Reset(Exception):
     pass
 
 
-def _raise_fault(kind: str, service: str) -> None:
+def _raise_fault(kind: str, api3: bool) -> None:
     if kind == "reset":
         raise _Reset()
-    if service == "bda":
+    if api3:
         if kind == "throttle":
             raise TcApiError("RequestLimitExceeded", "Your request frequency has reached the limit.")
         raise TcApiError("InternalError", "An internal error occurred. (emulated fault)")
@@ -389,15 +407,3 @@ def _abort(receive: Any) -> None:
     transport.abort()
     with contextlib.suppress(AttributeError):
         cycle.disconnected = True  # type: ignore[union-attr]
-
-
-async def _read_body(receive: Any) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            break
-        chunks.append(msg.get("body", b""))
-        if not msg.get("more_body", False):
-            break
-    return b"".join(chunks)

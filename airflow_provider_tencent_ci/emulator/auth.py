@@ -169,6 +169,26 @@ def verify_cos(
     return cred
 
 
+def require_tc3_credential(credentials: Mapping[str, Credential], headers: Mapping[str, str]) -> Credential:
+    """What of a TC3 request can be checked before its body (the signature covers the body's hash): a TC3
+    Authorization header naming a known SecretId. :func:`verify_tc3` does the full check once the body is read."""
+    auth = headers.get("authorization", "")
+    if not auth:
+        raise TcApiError("AuthFailure.SignatureFailure", "The Authorization header is missing.")
+    algo, _, rest = auth.partition(" ")
+    if algo != "TC3-HMAC-SHA256":
+        raise TcApiError("AuthFailure.SignatureFailure", "Only the TC3-HMAC-SHA256 signature method is supported.")
+    credential = next((p.split("=", 1)[1] for p in rest.split(",") if p.strip().startswith("Credential=")), "")
+    if credential.count("/") != 3:
+        raise TcApiError("AuthFailure.SignatureFailure", "The Authorization header is malformed.")
+    cred = credentials.get(credential.split("/")[0])
+    if cred is None:
+        raise TcApiError(
+            "AuthFailure.SecretIdNotFound", "The SecretId is not found, please ensure that your SecretId is correct."
+        )
+    return cred
+
+
 def verify_tc3(
     credentials: Mapping[str, Credential],
     *,

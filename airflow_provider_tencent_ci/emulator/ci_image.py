@@ -23,6 +23,7 @@ from xml.sax.saxutils import escape
 
 from . import imaging
 from .core import CosError, EmuRequest, EmuResponse, read_own_object
+from .cos import check_key_length
 
 PORTRAIT_MATTING = "AIPortraitMatting"
 GOODS_MATTING = "GoodsMatting"
@@ -31,6 +32,11 @@ PROCESSES = (PORTRAIT_MATTING, GOODS_MATTING, FACE_BEAUTY)
 MATTING_PROCESSES = (PORTRAIT_MATTING, GOODS_MATTING)
 PADDING_MAX = 1000
 MAX_RULES = 5
+# Upload mode: "rules: Processing rule, Content Recognition only supports one rule" (ci-ai-portrait-matting.txt,
+# "Method Two: Processing during Upload"). The GoodsMatting and AIFaceBeauty pages repeat the generic "currently
+# supports five rules" there; the sources disagree, so the emulator takes the strict reading for every AI process
+# (the provider sends one rule per upload).
+MAX_UPLOAD_RULES = 1
 # Processing-in-the-cloud/upload limit of the image persistence APIs (32 MB); larger sources are refused.
 MAX_SOURCE_BYTES = 32 * 1024 * 1024
 # Image work runs in a worker thread above this many bytes so big images do not stall the event loop.
@@ -137,20 +143,27 @@ async def run_process(state: Any, data: bytes, p: ProcessParams) -> bytes:
         if len(data) > _THREAD_THRESHOLD and not skip:
             return await asyncio.to_thread(_process_sync, data, p, skip)
         return _process_sync(data, p, skip)
-    except imaging.ImageDecodeError as exc:
-        raise CosError(400, CODE_INVALID_IMAGE, f"the source is not a supported image ({exc})") from None
+    except imaging.ImageDecodeError:
+        raise _not_an_image(data) from None
+
+
+def _not_an_image(data: bytes) -> CosError:
+    """The refusal of bytes Pillow cannot read. Pillow's own text names its in-memory file object
+    (``<_io.BytesIO object at 0x...>``), so it is not passed on."""
+    what = "the source is empty (0 bytes)" if not data else f"the source ({len(data)} bytes)"
+    return CosError(400, CODE_INVALID_IMAGE, f"{what} is not an image the service can decode")
 
 
 # -- sources ------------------------------------------------------------------------------------------------
 def decode_detect_url(raw: str) -> str:
-    """detect-url arrives url-encoded inside the (already decoded) query: decode until it is a plain URL."""
+    """detect-url after the query's own percent-decoding, which is the only decoding (issue 12): both official SDKs
+    encode the value once on the wire, and the provider sends it that way. The seed's example
+    (``http%25253A%25252F...``, ci-ai-portrait-matting.txt) looks triple-encoded; a value that is still encoded
+    after one decoding is refused, so an encoding mistake shows in a test instead of being repaired here."""
     value = raw.strip()
-    for _ in range(3):
-        if re.match(r"^https?://", value, re.I):
-            break
-        if "%" not in value:
-            break
-        value = unquote(value)
+    if not re.match(r"^https?://", value, re.I):
+        hint = " (it looks percent-encoded more than once)" if re.match(r"^https?%", value, re.I) else ""
+        raise _bad(f"detect-url={value!r} is invalid: it must be an http(s) URL encoded once as a query value{hint}")
     return value
 
 
@@ -225,7 +238,11 @@ def _result_key(source_key: str, fileid: str) -> str:
     return f"{folder}/{fileid}" if folder else fileid
 
 
-def parse_pic_operations(state: Any, header: str | None, bucket: str, source_key: str) -> PicOperations:
+def parse_pic_operations(
+    state: Any, header: str | None, bucket: str, source_key: str, upload: bool = False
+) -> PicOperations:
+    """Validate a Pic-Operations header. ``upload``: processing during upload, where Content Recognition (the AI
+    processes, the only ones this emulator knows) takes a single rule."""
     if header is None or not header.strip():
         raise _bad("the Pic-Operations header is required")
     try:
@@ -244,6 +261,10 @@ def parse_pic_operations(state: Any, header: str | None, bucket: str, source_key
         raise _bad("Pic-Operations rules must be a JSON array")
     if len(rules_doc) > MAX_RULES:
         raise _bad(f"Pic-Operations has {len(rules_doc)} rules; at most {MAX_RULES} are supported")
+    if upload and len(rules_doc) > MAX_UPLOAD_RULES:
+        raise _bad(
+            f"Pic-Operations has {len(rules_doc)} rules; in upload mode Content Recognition only supports one rule"
+        )
     rules: list[PicRule] = []
     for i, item in enumerate(rules_doc):
         if not isinstance(item, dict):
@@ -262,7 +283,9 @@ def parse_pic_operations(state: Any, header: str | None, bucket: str, source_key
         if not state.store.has_bucket(target_bucket):
             raise CosError(404, "NoSuchBucket", f"rules[{i}].bucket {target_bucket!r} does not exist")
         process, params = parse_rule(rule)
-        rules.append(PicRule(target_bucket, _result_key(source_key, fileid), parse_params(process, params)))
+        result_key = _result_key(source_key, fileid)
+        check_key_length(result_key)
+        rules.append(PicRule(target_bucket, result_key, parse_params(process, params)))
     return PicOperations(str(raw_info).strip() == "1", rules)
 
 
@@ -346,8 +369,8 @@ def _image_info_xml(state: Any, data: bytes) -> str:
 def _check_image(data: bytes) -> None:
     try:
         imaging.probe(data)
-    except imaging.ImageDecodeError as exc:
-        raise CosError(400, CODE_INVALID_IMAGE, f"the source is not a supported image ({exc})") from None
+    except imaging.ImageDecodeError:
+        raise _not_an_image(data) from None
 
 
 async def handle_pic_upload(state: Any, req: EmuRequest) -> EmuResponse:
@@ -355,7 +378,7 @@ async def handle_pic_upload(state: Any, req: EmuRequest) -> EmuResponse:
     bucket = _require_bucket(state, req.bucket)
     if not req.key or req.key.endswith("/"):
         raise _bad(f"ObjectKey {req.key!r} is invalid for an image upload")
-    ops = parse_pic_operations(state, req.headers.get("pic-operations"), bucket, req.key)
+    ops = parse_pic_operations(state, req.headers.get("pic-operations"), bucket, req.key, upload=True)
     data = bytes(req.body)
     if ops.rules or ops.is_pic_info:
         _check_image(data)

@@ -10,14 +10,21 @@ operation) and ``per_operation`` overrides those for named operations. Error kin
 ``fixed_latency`` (seconds) is the benchmark mode: every call takes that long and ``skip_pixel_work`` is true, so
 handlers return placeholder outputs without image work. The random stream is seeded: the same config and the same
 sequence of calls give the same faults.
+
+``rate_limit`` (a :class:`~.pacing.RateLimit`) throttles each (bucket, operation family) with a token bucket, and
+``latency_model`` (a :class:`~.pacing.LatencyModel`) replaces the fixed ``latency`` with seeded log-normal delays.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from .pacing import LatencyModel, LatencySampler, RateLimit, RateLimiter
 
 ERROR_KINDS = ("throttle", "5xx", "reset")
 
@@ -42,8 +49,14 @@ class FaultConfig:
     callback_delay: tuple[float, float] = (0.0, 0.0)
     callback_reorder: bool = False
     fixed_latency: float | None = None
+    rate_limit: RateLimit | None = None
+    latency_model: LatencyModel | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.rate_limit, dict):
+            self.rate_limit = RateLimit(**self.rate_limit)
+        if isinstance(self.latency_model, dict):
+            self.latency_model = LatencyModel(**self.latency_model)
         self.errors = tuple(self.errors)
         bad = [e for e in self.errors if e not in ERROR_KINDS]
         if bad:
@@ -98,9 +111,8 @@ class FaultInjector:
 
     def __init__(self, config: FaultConfig | None = None) -> None:
         self._lock = threading.Lock()
-        self._config = config or FaultConfig()
-        self._rng = random.Random(self._config.seed)
-        self._cb_rng = random.Random(self._config.seed + 1)
+        self.clock: Callable[[], float] = time.monotonic  # the rate limiter's clock (tests replace it)
+        self.set(config)
 
     @property
     def config(self) -> FaultConfig:
@@ -111,8 +123,12 @@ class FaultInjector:
             self._config = config or FaultConfig()
             self._rng = random.Random(self._config.seed)
             self._cb_rng = random.Random(self._config.seed + 1)
+            limit, model = self._config.rate_limit, self._config.latency_model
+            self._limiter = RateLimiter(limit, lambda: self.clock()) if limit is not None else None
+            self._latency = LatencySampler(model) if model is not None else None
 
     def reset(self) -> None:
+        self.clock = time.monotonic
         self.set(None)
 
     @property
@@ -123,17 +139,22 @@ class FaultInjector:
     def callback_reorder(self) -> bool:
         return self._config.callback_reorder
 
-    def decide(self, operation: str) -> FaultDecision:
+    def decide(self, operation: str, family: str = "", bucket: str | None = None) -> FaultDecision:
+        """The fault (if any) and the delay for one request of ``operation`` (in ``family``, on ``bucket``)."""
         cfg = self._config
+        sampler, limiter = self._latency, self._limiter
+        if limiter is not None and not limiter.admit(family, bucket):
+            return FaultDecision("throttle", sampler.sample() if sampler is not None else 0.0)
         if cfg.fixed_latency is not None:
-            return FaultDecision(None, cfg.fixed_latency)
+            return FaultDecision(None, sampler.sample() if sampler is not None else cfg.fixed_latency)
         of = cfg.for_operation(operation)
+        latency = sampler.sample() if sampler is not None else of.latency
         if of.error_rate <= 0.0 or not of.errors:
-            return FaultDecision(None, of.latency)
+            return FaultDecision(None, latency)
         with self._lock:
             hit = self._rng.random() < of.error_rate
             kind = self._rng.choice(of.errors) if hit else None
-        return FaultDecision(kind, of.latency)
+        return FaultDecision(kind, latency)
 
     def callback_plan(self) -> CallbackPlan:
         cfg = self._config

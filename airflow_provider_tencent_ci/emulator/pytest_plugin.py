@@ -29,10 +29,16 @@ def tencent_emulator() -> Iterator[Emulator]:
 
 @pytest.fixture
 def tencent_conn(tencent_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
-    """Reset the emulator, export ``AIRFLOW_CONN_TENCENTCLOUD_DEFAULT`` pointing at it, keep loopback off proxies."""
+    """Reset the emulator, export ``AIRFLOW_CONN_TENCENTCLOUD_DEFAULT`` pointing at it, keep loopback off proxies.
+
+    Also exports ``TENCENT_CI_EMULATOR_URL`` and ``TENCENT_CI_EMULATOR_TOKEN``, so the emulator's client commands
+    (``python -m airflow_provider_tencent_ci.emulator seed|jobs|job|timing``) run from a test need no arguments.
+    """
     tencent_emulator.reset()
     name, value = tencent_emulator.airflow_conn_env("tencentcloud_default")
     monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TENCENT_CI_EMULATOR_URL", tencent_emulator.url)
+    monkeypatch.setenv("TENCENT_CI_EMULATOR_TOKEN", tencent_emulator.control_token)
     for var in ("NO_PROXY", "no_proxy"):
         current = [p for p in os.environ.get(var, "").split(",") if p]
         for host in ("127.0.0.1", "localhost"):

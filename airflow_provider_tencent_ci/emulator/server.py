@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
+import secrets
 import socket
 import threading
 from collections.abc import Callable, Iterable
@@ -24,13 +26,21 @@ from .core import (
 )
 from .faults import FaultConfig
 from .jobs import DEFAULT_WORKFLOW_NAME, CallbackVariants, start_workflow_job
+from .pacing import LatencyModel, RateLimit
 from .store import ObjectRecord
+
+# Environment variable with the control token for the CLI (serving: its default; client commands: --token's default).
+CONTROL_TOKEN_ENV = "TENCENT_CI_EMULATOR_TOKEN"
 
 
 class Emulator:
     """A local Tencent COS/CI/BDA endpoint. Reach it through ``proxy=self.url`` while keeping real host names.
 
     Every method is safe to call from any thread; state changes that touch the job engine run on the server loop.
+
+    The HTTP control API under ``/_emulator/`` (see ``control.py``) needs ``control_token``: generated at
+    construction unless given (the CLI also reads ``TENCENT_CI_EMULATOR_TOKEN``). ``console_base_url`` is the read-only
+    object view with the token in its path, for browser links.
     """
 
     def __init__(
@@ -45,11 +55,15 @@ class Emulator:
         buckets: Iterable[str] = ("examplebucket",),
         log_level: str = "warning",
         bda_hosts: Iterable[str] = (),
+        control_token: str | None = None,
+        max_object_bytes: int | None = None,
     ) -> None:
         creds: list[Credential] | None = None
         if credentials is not None:
             creds = [c if isinstance(c, Credential) else Credential(*c) for c in credentials]
         self.host = host
+        self.control_token: str = control_token or secrets.token_urlsafe(24)
+        self.max_object_bytes = max_object_bytes
         self._requested_port = port
         self.log_level = log_level
         self.state = EmulatorState(
@@ -77,7 +91,8 @@ class Emulator:
             return self
         import uvicorn
 
-        from .app import EmulatorApp
+        from .app import MAX_OBJECT_BYTES, EmulatorApp
+        from .control import ControlAPI
 
         # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and without it
         # every response (headers and body are two writes) stalls 40 ms on Nagle + delayed ACK.
@@ -89,8 +104,10 @@ class Emulator:
         sock.setblocking(False)
         self._sock = sock
         self.port = sock.getsockname()[1]
+        max_bytes = self.max_object_bytes or MAX_OBJECT_BYTES
+        control = ControlAPI(self.state, self.control_token, self, own_hosts=(self.host,), max_upload_bytes=max_bytes)
         config = uvicorn.Config(
-            EmulatorApp(self.state),
+            EmulatorApp(self.state, control, max_object_bytes=max_bytes),
             # h11, not httptools: uvicorn's httptools protocol lower-cases response header names, and the COS SDK
             # hands headers to callers as a case-sensitive dict (resp["ETag"], resp["Content-Range"]).
             http="h11",
@@ -188,6 +205,21 @@ class Emulator:
         return f"http://{host}:{self.port}"
 
     @property
+    def control_url(self) -> str:
+        """Base of the control API (send ``Authorization: Bearer <control_token>``)."""
+        return f"{self.url}/_emulator"
+
+    @property
+    def control_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.control_token}"}
+
+    @property
+    def console_base_url(self) -> str:
+        """The read-only object view for browsers (token in the path): ``/objects/<bucket>/<key>`` and
+        ``/jobs/<bucket>/<job_id>`` below it. It is a bearer secret like the token."""
+        return f"{self.url}/_emulator/view/{quote(self.control_token, safe='')}"
+
+    @property
     def appid(self) -> str:
         return self.state.appid
 
@@ -222,6 +254,7 @@ class Emulator:
             "appid": self.appid,
             "scheme": "http",
             "proxy": self.url,
+            "console_base_url": self.console_base_url,
         }
         if sts:
             extras["token"] = self.credential(sts=True).token
@@ -320,6 +353,26 @@ class Emulator:
         if isinstance(faults, dict):
             faults = FaultConfig.from_dict(faults)
         self.state.faults.set(faults)
+
+    def set_rate_limit(
+        self,
+        rate: float | None,
+        burst: float | None = None,
+        families: Iterable[str] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        """Throttle each (bucket, operation family) to ``rate`` requests/s (token bucket of ``burst``); above it
+        COS/CI answer 503 SlowDown and API 3.0 RequestLimitExceeded. ``None`` removes the limit. ``clock`` (seconds,
+        monotonic) lets tests refill buckets without waiting. Other fault settings are kept."""
+        if clock is not None:
+            self.state.faults.clock = clock
+        limit = None if rate is None else RateLimit(rate, burst, tuple(families) if families is not None else None)
+        self.state.faults.set(dataclasses.replace(self.state.faults.config, rate_limit=limit))
+
+    def set_latency(self, median: float | None, sigma: float = 0.5, cap: float | None = None, seed: int = 0) -> None:
+        """Delay every answer by a seeded log-normal draw around ``median`` seconds (``None``: no distribution)."""
+        model = None if median is None else LatencyModel(median, sigma, cap, seed)
+        self.state.faults.set(dataclasses.replace(self.state.faults.config, latency_model=model))
 
     # -- job control (the job engine lives on the server loop) -----------------------------------------------
     def set_job_timing(self, queue_seconds: float, run_seconds: float) -> None:

@@ -88,13 +88,28 @@ def test_face_beauty_strength_scales_the_change(client: Any) -> None:
     assert diffs["0.8"] > diffs["0"] + 1.0
 
 
-def test_detect_url_reads_the_emulators_own_object(client: Any) -> None:
+def test_detect_url_reads_the_emulators_own_object(emu: Any, client: Any) -> None:
+    emu.put_object(BUCKET, "photos/a b%.jpg", portrait(), content_type="image/jpeg")
+    # The SDK encodes the query value once on the wire; the emulator decodes it once (issue 12).
+    for key in ("photos/p.jpg", quote("photos/a b%.jpg")):
+        url = f"http://{BUCKET}.cos.{REGION}.myqcloud.com/{key}"
+        body = client.ci_process(
+            Bucket=BUCKET, Key="ignored.jpg", CiProcess="AIPortraitMatting", Params={"detect-url": url}
+        )
+        assert Image.open(io.BytesIO(body)).size == (200, 260)
+
+
+@pytest.mark.parametrize("times", [1, 2])
+def test_detect_url_encoded_more_than_once_is_refused(client: Any, times: int) -> None:
+    """An encoding mistake (the caller encodes, then the SDK encodes again) must show, not be repaired."""
     url = f"http://{BUCKET}.cos.{REGION}.myqcloud.com/photos/p.jpg"
-    # Documented: detect-url is url-encoded by the caller (and encoded again as a query parameter on the wire).
-    body = client.ci_process(
-        Bucket=BUCKET, Key="ignored.jpg", CiProcess="AIPortraitMatting", Params={"detect-url": quote(url, safe="")}
+    for _ in range(times):
+        url = quote(url, safe="")
+    err = refused(
+        client.ci_process, Bucket=BUCKET, Key="x.jpg", CiProcess="AIPortraitMatting", Params={"detect-url": url}
     )
-    assert Image.open(io.BytesIO(body)).size == (200, 260)
+    assert (err.get_status_code(), err.get_error_code()) == (400, "InvalidArgument")
+    assert "detect-url" in err.get_error_msg() and "more than once" in err.get_error_msg()
 
 
 def test_detect_url_elsewhere_cannot_be_downloaded(client: Any) -> None:
@@ -103,7 +118,7 @@ def test_detect_url_elsewhere_cannot_be_downloaded(client: Any) -> None:
         Bucket=BUCKET,
         Key="x.jpg",
         CiProcess="AIPortraitMatting",
-        Params={"detect-url": quote("http://www.example.com/abc.jpg", safe="")},
+        Params={"detect-url": "http://www.example.com/abc.jpg"},
     )
     assert err.get_status_code() == 400 and err.get_error_code() == "DownloadFailed"
 
@@ -159,16 +174,15 @@ def test_non_image_is_refused_unless_ignore_error(emu: Any, client: Any) -> None
 
 
 # -- upload mode ----------------------------------------------------------------------------------------------
-def test_upload_stores_original_and_results(emu: Any, client: Any) -> None:
-    emu.create_bucket("other")
-    ops = {
-        "is_pic_info": 1,
-        "rules": [
-            {"fileid": "out/matted.png", "rule": "ci-process=AIPortraitMatting&padding-layout=5x6"},
-            {"fileid": "/abs/beauty.png", "rule": "ci-process=AIFaceBeauty&strength=0.7"},
-            {"bucket": "other-1250000000", "fileid": "goods.png", "rule": "ci-process=GoodsMatting&center-layout=1"},
-        ],
-    }
+THREE_RULES = [
+    {"fileid": "out/matted.png", "rule": "ci-process=AIPortraitMatting&padding-layout=5x6"},
+    {"fileid": "/abs/beauty.png", "rule": "ci-process=AIFaceBeauty&strength=0.7"},
+    {"bucket": "other-1250000000", "fileid": "goods.png", "rule": "ci-process=GoodsMatting&center-layout=1"},
+]
+
+
+def test_upload_stores_original_and_result(emu: Any, client: Any) -> None:
+    ops = {"is_pic_info": 1, "rules": THREE_RULES[:1]}
     _headers, result = client.ci_put_object(
         Bucket=BUCKET, Body=portrait(), Key="up/src.jpg", PicOperations=json.dumps(ops)
     )
@@ -180,6 +194,31 @@ def test_upload_stores_original_and_results(emu: Any, client: Any) -> None:
     assert info["ETag"] == original.etag
     assert info["ImageInfo"]["Width"] == "200" and info["ImageInfo"]["Height"] == "260"
     assert info["ImageInfo"]["Format"] == "jpg"
+    obj = result["ProcessResults"]["Object"]
+    rec = emu.get_object(BUCKET, "up/out/matted.png")
+    assert obj["Key"] == "up/out/matted.png" and rec is not None and rec.content_type == "image/png"
+    assert obj["ETag"] == rec.etag and obj["Size"] == str(rec.size)
+    assert obj["Location"] == f"{BUCKET}.cos.{REGION}.myqcloud.com/up/out/matted.png"
+    assert Image.open(io.BytesIO(rec.data)).size == (210, 272)
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_upload_with_more_than_one_rule_is_refused(emu: Any, client: Any, count: int) -> None:
+    """ci-ai-portrait-matting.txt, processing during upload: "Content Recognition only supports one rule"."""
+    emu.create_bucket("other")
+    ops = {"rules": THREE_RULES[:count]}
+    err = refused(client.ci_put_object, Bucket=BUCKET, Body=portrait(), Key="up/src.jpg", PicOperations=json.dumps(ops))
+    assert (err.get_status_code(), err.get_error_code()) == (400, "InvalidArgument")
+    assert "only supports one rule" in err.get_error_msg()
+    assert emu.list_keys(BUCKET, "up/") == [] and emu.list_keys("other") == []
+
+
+def test_cloud_processing_stores_each_rules_result(emu: Any, client: Any) -> None:
+    emu.create_bucket("other")
+    emu.put_object(BUCKET, "up/src.jpg", portrait(), content_type="image/jpeg")
+    _headers, result = client.ci_image_process(
+        Bucket=BUCKET, Key="up/src.jpg", PicOperations=json.dumps({"rules": THREE_RULES})
+    )
     objects = result["ProcessResults"]["Object"]
     assert [o["Key"] for o in objects] == ["up/out/matted.png", "abs/beauty.png", "up/goods.png"]
     expected = [(BUCKET, "up/out/matted.png"), (BUCKET, "abs/beauty.png"), ("other-1250000000", "up/goods.png")]
@@ -189,7 +228,6 @@ def test_upload_stores_original_and_results(emu: Any, client: Any) -> None:
         assert rec.content_type == "image/png"
         assert obj["ETag"] == rec.etag and obj["Size"] == str(rec.size)
         assert obj["Location"] == f"{bucket}.cos.{REGION}.myqcloud.com/{key}"
-    assert Image.open(io.BytesIO(emu.get_object(BUCKET, "up/out/matted.png").data)).size == (210, 272)
 
 
 def test_upload_without_pic_info_has_no_image_info(client: Any) -> None:
@@ -242,11 +280,20 @@ def test_malformed_pic_operations_json_is_refused(client: Any) -> None:
     assert (err.get_status_code(), err.get_error_code()) == (400, "InvalidArgument")
 
 
-def test_upload_of_non_image_is_refused(emu: Any, client: Any) -> None:
+@pytest.mark.parametrize("body", [b"abc", b""])
+def test_upload_of_non_image_is_refused(emu: Any, client: Any, body: bytes) -> None:
     ops = {"rules": [{"fileid": "r.png", "rule": "ci-process=GoodsMatting"}]}
-    err = refused(client.ci_put_object, Bucket=BUCKET, Body=b"abc", Key="t.txt", PicOperations=json.dumps(ops))
+    err = refused(client.ci_put_object, Bucket=BUCKET, Body=body, Key="t.txt", PicOperations=json.dumps(ops))
     assert (err.get_status_code(), err.get_error_code()) == (400, "InvalidImageFormat")
+    # issue 14 item 10: the message says what was wrong, not Pillow's in-memory file object
+    assert "BytesIO" not in err.get_error_msg() and f"{len(body)} bytes" in err.get_error_msg()
     assert emu.get_object(BUCKET, "t.txt") is None
+
+
+def test_result_key_longer_than_850_bytes_is_refused(emu: Any, client: Any) -> None:
+    ops = {"rules": [{"fileid": "/" + "é" * 426, "rule": "ci-process=GoodsMatting"}]}  # 852 bytes in UTF-8
+    err = refused(client.ci_image_process, Bucket=BUCKET, Key="photos/p.jpg", PicOperations=json.dumps(ops))
+    assert (err.get_status_code(), err.get_error_code()) == (400, "KeyTooLong")
 
 
 # -- cloud mode -----------------------------------------------------------------------------------------------

@@ -169,3 +169,22 @@ def test_list_buckets_on_service_host(emu: Emulator, cos: Any) -> None:
     names = [b["Name"] for b in cos.list_buckets()["Buckets"]["Bucket"]]
     assert BUCKET in names and "second-1250000000" in names
     assert emu.stats.count(operation="ListBuckets", ok=True) == 1
+
+
+def test_keys_longer_than_850_utf8_bytes_are_refused(emu: Emulator, cos: Any) -> None:
+    """COS documents 850 bytes; the error code (400 KeyTooLong) is the emulator's most plausible choice."""
+    at_limit = "k/" + "é" * 424  # 2 + 848 = 850 bytes
+    cos.put_object(Bucket=BUCKET, Key=at_limit, Body=b"ok")
+    assert emu.get_object("examplebucket", at_limit) is not None
+    for key in (at_limit + "x", "a" * 5000):
+        with pytest.raises(CosServiceError) as info:
+            cos.put_object(Bucket=BUCKET, Key=key, Body=b"no")
+        assert (info.value.get_status_code(), info.value.get_error_code()) == (400, "KeyTooLong")
+        assert emu.get_object("examplebucket", key) is None
+    with pytest.raises(CosServiceError) as copied:
+        cos.copy_object(
+            Bucket=BUCKET,
+            Key="c" * 851,
+            CopySource={"Bucket": BUCKET, "Key": at_limit, "Region": "ap-guangzhou"},
+        )
+    assert copied.value.get_error_code() == "KeyTooLong"

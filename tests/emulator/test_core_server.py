@@ -28,7 +28,13 @@ HOST = f"{BUCKET}.cos.ap-guangzhou.myqcloud.com"
 
 def test_connection_helpers(emu: Emulator) -> None:
     extras = emu.connection_extras()
-    assert extras == {"region": "ap-guangzhou", "appid": "1250000000", "scheme": "http", "proxy": emu.url}
+    assert extras == {
+        "region": "ap-guangzhou",
+        "appid": "1250000000",
+        "scheme": "http",
+        "proxy": emu.url,
+        "console_base_url": f"{emu.url}/_emulator/view/{emu.control_token}",
+    }
     name, value = emu.airflow_conn_env("my_conn")
     assert name == "AIRFLOW_CONN_MY_CONN"
     conn = json.loads(value)
@@ -43,6 +49,8 @@ def test_tencent_conn_fixture_exports_connection(tencent_conn: Emulator) -> None
     value = json.loads(os.environ["AIRFLOW_CONN_TENCENTCLOUD_DEFAULT"])
     assert value["extra"]["proxy"] == tencent_conn.url
     assert "127.0.0.1" in os.environ["NO_PROXY"].split(",")
+    assert os.environ["TENCENT_CI_EMULATOR_URL"] == tencent_conn.url
+    assert os.environ["TENCENT_CI_EMULATOR_TOKEN"] == tencent_conn.control_token
 
 
 def test_airflow_reads_the_exported_connection(tencent_conn: Emulator) -> None:
@@ -70,17 +78,18 @@ def test_stats_and_inspection_endpoints(emu: Emulator, cos: Any) -> None:
     assert s.count(operation="GetObject", ok=False) == 1
     assert s.errors(code="NoSuchKey") == 1
 
-    # unsigned inspection under /_emulator/ on any host (here: the bucket host, through the proxy)
-    snap = requests.get(f"http://{HOST}/_emulator/stats", proxies={"http": emu.url}, timeout=5).json()
+    # the control API on the emulator's own host, with its token
+    auth = emu.control_headers
+    snap = requests.get(f"{emu.url}/_emulator/stats", headers=auth, timeout=5).json()
     assert snap == json.loads(json.dumps(s.snapshot()))
     assert snap["operations"]["PutObject"]["buckets"] == {BUCKET: 2, other: 1}
-    direct = httpx.get(f"{emu.url}/_emulator/jobs", timeout=5)
+    direct = httpx.get(f"{emu.url}/_emulator/jobs", headers=auth, timeout=5)
     assert direct.status_code == 200 and "jobs" in direct.json()
-    assert httpx.get(f"{emu.url}/_emulator/nothing", timeout=5).status_code == 404
-    # inspection is not counted
+    assert httpx.get(f"{emu.url}/_emulator/nothing", headers=auth, timeout=5).status_code == 404
+    # control calls are not counted
     assert s.count() == 5
 
-    assert httpx.post(f"{emu.url}/_emulator/reset", timeout=5).json() == {"reset": True}
+    assert httpx.post(f"{emu.url}/_emulator/reset", headers=auth, timeout=5).json() == {"reset": True}
     assert s.count() == 0 and emu.get_object("examplebucket", "a") is None
     assert emu.store.has_bucket(other)  # buckets survive a reset
     s.record("X", None, True)
@@ -190,6 +199,8 @@ def test_custom_credentials_and_buckets() -> None:
 def test_cli_prints_connection_and_serves(tmp_path: Path) -> None:
     faults = tmp_path / "faults.json"
     faults.write_text(json.dumps({"seed": 1, "error_rate": 0.0}))
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "a.mp4").write_bytes(b"video")
     env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [
@@ -209,7 +220,19 @@ def test_cli_prints_connection_and_serves(tmp_path: Path) -> None:
             "--secret-id",
             "AKIDCLI",
             "--secret-key",
-            "cli-key",
+            "cli-secret-key-value",
+            "--control-token",
+            "cli-token",
+            "--seed",
+            f"cli:videos/={tmp_path / 'clips'}",
+            "--rate-limit",
+            "0.001",
+            "--rate-burst",
+            "3",
+            "--rate-families",
+            "objects",
+            "--latency-median",
+            "0.001",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -218,25 +241,42 @@ def test_cli_prints_connection_and_serves(tmp_path: Path) -> None:
     )
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
+        lines = [proc.stdout.readline() for _ in range(4)]
+        printed = "".join(lines)
+        assert "cli-secret-key-value" not in printed  # issue 14 item 10: a custom key is never printed
         m = re.match(
             r"^Tencent CI emulator on (http://127\.0\.0\.1:\d+)  AIRFLOW_CONN_TENCENTCLOUD_DEFAULT='(.*)'$",
-            line.rstrip("\n"),
+            lines[0].rstrip("\n"),
         )
-        assert m, line
+        assert m, lines
         url, conn = m.group(1), json.loads(m.group(2))
-        assert conn["login"] == "AKIDCLI" and conn["password"] == "cli-key" and conn["extra"]["proxy"] == url
+        assert conn["login"] == "AKIDCLI" and conn["password"] == "<your --secret-key>"
+        assert conn["extra"]["proxy"] == url
+        assert lines[1].startswith("A custom secret key is in use")
+        assert lines[2].startswith("Control token: cli-token ")
+        assert lines[3].strip() == f"Object view: {url}/_emulator/view/cli-token/"
         from qcloud_cos import CosConfig, CosS3Client
 
         client = CosS3Client(
             CosConfig(
-                Region="ap-guangzhou", SecretId="AKIDCLI", SecretKey="cli-key", Scheme="http", Proxies={"http": url}
+                Region="ap-guangzhou",
+                SecretId="AKIDCLI",
+                SecretKey="cli-secret-key-value",
+                Scheme="http",
+                Proxies={"http": url},
             ),
             retry=0,
         )
         client.put_object(Bucket="cli-1250000000", Key="k", Body=b"via cli")
         body = client.get_object(Bucket="cli-1250000000", Key="k")["Body"].get_raw_stream().read()
         assert body == b"via cli"
+        seeded = client.get_object(Bucket="cli-1250000000", Key="videos/a.mp4")["Body"].get_raw_stream().read()
+        assert seeded == b"video"
+        with pytest.raises(CosServiceError) as throttled:  # the 4th object call of the burst of 3
+            client.get_object(Bucket="cli-1250000000", Key="k")
+        assert (throttled.value.get_status_code(), throttled.value.get_error_code()) == (503, "SlowDown")
+        health = httpx.get(f"{url}/_emulator/health", headers={"Authorization": "Bearer cli-token"}, timeout=5)
+        assert health.json()["ok"] is True
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:
