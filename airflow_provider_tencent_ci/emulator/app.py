@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
-from . import auth, cos
+from . import auth, cos, sts
 from .core import BUCKET_HOST_RE, CosError, EmulatorState, EmuRequest, EmuResponse, TcApiError
 from .xmlutil import http_date, to_xml
 
@@ -29,6 +29,8 @@ Scope = dict[str, Any]
 
 _SERVICE_HOST = "service.cos.myqcloud.com"
 _BDA_HOST = re.compile(r"^bda(\.[a-z0-9-]+)?\.tencentcloudapi\.com$")  # global or regional endpoint
+_STS_HOST = re.compile(r"^sts(\.[a-z0-9-]+)?\.tencentcloudapi\.com$")
+_API3_SERVICES = ("bda", "sts")  # TC3-signed JSON APIs: errors as {"Response": {"Error": ...}}
 BDA_SERVICE = "bda"
 BDA_ACTIONS = {"SegmentCustomizedPortraitPic"}
 BDA_REGIONS = {"ap-beijing", "ap-guangzhou", "ap-shanghai"}  # regions the BDA API documents
@@ -78,7 +80,7 @@ def classify(service: str, method: str, key: str, query: dict[str, str], headers
     """The operation name used for accounting, faults and dispatch."""
     if service == "service":
         return "ListBuckets" if method == "GET" and key == "" else "Unknown"
-    if service == "bda":
+    if service in _API3_SERVICES:
         return headers.get("x-tc-action", "Unknown")
     if service == "ci":
         parts = key.split("/")
@@ -190,6 +192,8 @@ class EmulatorApp:
             service, bucket, region = m.group("svc"), m.group("bucket"), m.group("region")
         elif host == _SERVICE_HOST:
             service = "service"
+        elif _STS_HOST.match(host):
+            service = "sts"
         elif host in state.bda_hosts or _BDA_HOST.match(host) or "x-tc-action" in headers:
             service = "bda"
         else:
@@ -223,7 +227,7 @@ class EmulatorApp:
             resp = _tc_error(req, err)
         except Exception:
             log.exception("emulator handler %s failed", operation)
-            if service == "bda":
+            if service in _API3_SERVICES:
                 err2: Exception = TcApiError("InternalError", "An internal error occurred.")
                 state.stats.record(operation, bucket, False, "InternalError")
                 resp = _tc_error(req, err2)  # type: ignore[arg-type]
@@ -244,6 +248,9 @@ class EmulatorApp:
             await asyncio.sleep(decision.latency)
         if decision.kind is not None:
             _raise_fault(decision.kind, req.service)
+
+        if req.service == "sts":
+            return await sts.handle(state, req, raw_query)
 
         if req.service == "bda":
             cred = auth.verify_tc3(
@@ -307,7 +314,7 @@ class EmulatorApp:
         if resp.content_type:
             hdrs["Content-Type"] = resp.content_type
         hdrs.update(resp.headers)
-        if req.service == "bda":
+        if req.service in _API3_SERVICES:
             hdrs.setdefault("X-TC-RequestId", req.request_id)
         else:
             hdrs["Server"] = "tencent-ci" if req.service == "ci" else "tencent-cos"
@@ -370,7 +377,7 @@ class _Reset(Exception):
 def _raise_fault(kind: str, service: str) -> None:
     if kind == "reset":
         raise _Reset()
-    if service == "bda":
+    if service in _API3_SERVICES:
         if kind == "throttle":
             raise TcApiError("RequestLimitExceeded", "Your request frequency has reached the limit.")
         raise TcApiError("InternalError", "An internal error occurred. (emulated fault)")

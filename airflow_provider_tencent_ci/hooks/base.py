@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ from airflow_provider_tencent_ci.hooks.credentials import (
     build_provider,
 )
 from airflow_provider_tencent_ci.hooks.retry import RetryPolicy, acall_with_retry, call_with_retry, translate_error
+from airflow_provider_tencent_ci.hooks.sts import STS_OPERATION, describe_identity, get_caller_identity
 
 try:
     from airflow.sdk import BaseHook
@@ -247,55 +247,17 @@ class TencentCloudBaseHook(BaseHook):
         }
 
     def test_connection(self) -> tuple[bool, str]:
-        """One real signed call (COS GET Service = ListBuckets). Never raises."""
-        try:
-            from qcloud_cos import CosS3Client
+        """STS GetCallerIdentity: needs no permission, so a key scoped to one bucket passes too. Never raises.
 
-            conf = self._cos_config(region_required=False)
-            client = CosS3Client(conf, retry=0)
-            data = self._call("ListBuckets", lambda: client.list_buckets())
-            buckets = ((data or {}).get("Buckets") or {}).get("Bucket") or []
-            if isinstance(buckets, dict):
-                buckets = [buckets]
-            return True, f"Connection to Tencent Cloud COS succeeded; {len(buckets)} bucket(s) visible."
+        Returns who the key authenticated as (account, principal, ARN, the key's last four characters); never a
+        secret.
+        """
+        try:
+            creds = self.get_credentials()
+            identity = get_caller_identity(self.config, creds, self.retry_policy, self.log)
+            return True, describe_identity(identity, creds.secret_id)
         except TencentCloudError as exc:
             return False, str(exc)
         except Exception as exc:
-            err = translate_error(exc, "ListBuckets")
+            err = translate_error(exc, STS_OPERATION)
             return False, str(err) if err is not None else f"{type(exc).__name__}: {exc}"
-
-    # Implemented here because test_connection needs it; CIHook builds its client from the same config.
-    def _cos_config(self, *, region_required: bool = True, creds: Credentials | None = None) -> Any:
-        from qcloud_cos import CosConfig
-
-        from airflow_provider_tencent_ci.exceptions import ParameterValidationError
-
-        cfg = self.config
-        creds = creds or self.get_credentials()
-        region = cfg.region
-        if not region and not cfg.cos_endpoint:
-            if region_required:
-                raise ParameterValidationError(
-                    "region", None, "set region in the hook or the connection extra 'region' (e.g. ap-guangzhou)"
-                )
-            region = "ap-guangzhou"  # GET Service is global; the SDK only needs some region to build a config
-        kwargs: dict[str, Any] = {
-            "Region": region,
-            "SecretId": creds.secret_id,
-            "SecretKey": creds.secret_key,
-            "Token": creds.token,
-            "Scheme": cfg.scheme,
-            "Timeout": cfg.timeout,
-            "Proxies": cfg.proxy_map(),
-        }
-        if cfg.appid:
-            kwargs["Appid"] = cfg.appid
-        if cfg.cos_endpoint:
-            kwargs["Endpoint"] = cfg.cos_endpoint
-        if cfg.ci_endpoint:
-            kwargs["EndpointCi"] = cfg.ci_endpoint
-        return CosConfig(**kwargs)
-
-    @staticmethod
-    def _running_loop() -> asyncio.AbstractEventLoop:
-        return asyncio.get_running_loop()

@@ -241,12 +241,30 @@ def test_bda_parameter_error_is_not_retried(emu: Any, fast_conn: str) -> None:
 def test_test_connection_true_and_false(
     emu: Any, fast_conn: str, bad_key_conn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """``airflow connections test`` semantics: STS GetCallerIdentity (needs no permission), never a secret shown."""
+    from airflow_provider_tencent_ci.emulator.sts import IDENTITY
+
+    cred = emu.credential()
     ok, message = CIHook(fast_conn).test_connection()
     assert ok, message
-    assert emu.stats.count(operation="ListBuckets", ok=True) == 1
+    assert emu.stats.count(operation="GetCallerIdentity", ok=True) == 1
+    assert emu.stats.count(operation="ListBuckets") == 0  # no COS permission needed
+    assert message == (
+        f"Authenticated as account {IDENTITY['AccountId']}, CAMUser {IDENTITY['PrincipalId']}, "
+        f"ARN {IDENTITY['Arn']}, key AKID…{cred.secret_id[-4:]}"
+    )
+    assert cred.secret_key not in message and cred.secret_id not in message
 
     ok, message = CIHook(bad_key_conn).test_connection()
     assert not ok and "refused the credential" in message and BAD_KEY not in message
+    assert "AuthFailure.SignatureFailure" in message
+    assert emu.stats.count(operation="GetCallerIdentity", ok=False) == 1  # auth errors are not retried
+
+    sts = emu.credential(sts=True)
+    extras = {**emu.connection_extras(), **FAST_RETRY}
+    with_token = set_conn(monkeypatch, "tc_sts_test", sts.secret_id, sts.secret_key, {**extras, "token": sts.token})
+    ok, message = CIHook(with_token).test_connection()
+    assert ok and f"key AKID…{sts.secret_id[-4:]}" in message and sts.token not in message
 
     dead = set_conn(
         monkeypatch, "tc_dead", "AKIDX", "k" * 20, {"scheme": "http", "proxy": "http://127.0.0.1:9", **FAST_RETRY}

@@ -1,0 +1,51 @@
+"""STS GetCallerIdentity (API 3.0, version 2018-08-13, host sts.tencentcloudapi.com; STS API doc cn 1312/66098).
+
+The request is signed with TC3-HMAC-SHA256 (verified like BDA's, service ``sts``) and needs no permission. Every
+emulator credential belongs to one CAM user of one account, so the answer is fixed:
+``{"Response": {"Arn", "AccountId", "UserId", "PrincipalId", "Type", "RequestId"}}``. For a sub-user key the doc's
+sample has Type ``CAMUser`` and UserId = PrincipalId = the sub-user's uin; the ARN uses CAM's resource form
+``qcs::cam::uin/<owner uin>:uin/<sub-user uin>`` (the doc's masked sample prints a shortened variant).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from . import auth
+from .core import EmuRequest, EmuResponse, TcApiError
+
+STS_SERVICE = "sts"
+STS_VERSION = "2018-08-13"
+ACCOUNT_UIN = "100000000001"
+USER_UIN = "100000000002"
+IDENTITY = {
+    "Arn": f"qcs::cam::uin/{ACCOUNT_UIN}:uin/{USER_UIN}",
+    "AccountId": ACCOUNT_UIN,
+    "UserId": USER_UIN,
+    "PrincipalId": USER_UIN,
+    "Type": "CAMUser",
+}
+
+
+async def handle(state: Any, req: EmuRequest, raw_query: str) -> EmuResponse:
+    """Verify the TC3 signature, then answer the action (only GetCallerIdentity is emulated)."""
+    cred = auth.verify_tc3(
+        state.credentials,
+        method=req.method,
+        path=req.path,
+        raw_query=raw_query,
+        headers=req.headers,
+        body=req.body,
+        service=STS_SERVICE,
+    )
+    req.secret_id = cred.secret_id
+    action = req.headers.get("x-tc-action", "")
+    version = req.headers.get("x-tc-version", "")
+    if action != "GetCallerIdentity":
+        raise TcApiError("InvalidAction", f"The requested action {action!r} does not exist.")
+    if version != STS_VERSION:
+        raise TcApiError("NoSuchVersion", f"The requested version {version!r} of STS does not exist.")
+    payload = {"Response": {**IDENTITY, "RequestId": req.request_id}}
+    # Exactly application/json: the SDK only parses error bodies with that exact type (no charset).
+    return EmuResponse(200, json.dumps(payload).encode("utf-8"), {}, "application/json")
