@@ -102,6 +102,36 @@ def _install_redactor() -> None:
             logger.addFilter(_REDACTOR)
 
 
+# cos-python-sdk-v5 logs every request's URL and headers at INFO; quiet unless the user set a level themselves.
+_COS_SDK_LOGGER = "qcloud_cos"
+_SDK_DEFAULT_LEVEL = logging.WARNING
+
+
+class _ExpectedHeadMiss(logging.Filter):
+    """Drops the COS SDK's ``WARNING {'code': 'NoSuchResource', ...}`` record of a HEAD answered 404.
+
+    ``cos_client.send_request`` logs it for every HEAD of an absent object; for ``head_object`` that is the
+    answer "not there yet" (the image operators ask it for every output), not something to warn about.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.msg
+        return not (isinstance(msg, dict) and msg.get("code") == "NoSuchResource")
+
+
+_HEAD_MISS_FILTER = _ExpectedHeadMiss()
+
+
+def quiet_sdk_loggers() -> None:
+    """SDK chatter at WARNING unless configured, and no warning for an expected HEAD 404 (idempotent)."""
+    sdk = logging.getLogger(_COS_SDK_LOGGER)
+    if sdk.level == logging.NOTSET:
+        sdk.setLevel(_SDK_DEFAULT_LEVEL)
+    client_logger = logging.getLogger(f"{_COS_SDK_LOGGER}.cos_client")
+    if _HEAD_MISS_FILTER not in client_logger.filters:
+        client_logger.addFilter(_HEAD_MISS_FILTER)
+
+
 class TencentCloudBaseHook(BaseHook):
     """Shared base of the Tencent Cloud hooks.
 
@@ -150,6 +180,7 @@ class TencentCloudBaseHook(BaseHook):
 
                 conn = await sync_to_async(self.get_connection)(self.tencentcloud_conn_id)
             cfg = ConnectionConfig.from_connection(conn, self._region_override)
+            quiet_sdk_loggers()
             # amask_secret: the sync one can deadlock against an in-flight supervisor call in async code.
             await self._amask(cfg.secret_key)
             await self._amask(cfg.token)
@@ -159,6 +190,7 @@ class TencentCloudBaseHook(BaseHook):
         return self._config
 
     def _set_config(self, cfg: ConnectionConfig) -> None:
+        quiet_sdk_loggers()
         # Connection secrets are masked by Airflow already; the extras token is not, so register it here.
         self._mask(cfg.secret_key)
         self._mask(cfg.token)

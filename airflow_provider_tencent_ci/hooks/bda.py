@@ -70,6 +70,11 @@ class BDAHook(TencentCloudBaseHook):
                 raise ParameterValidationError("parts", part, f"must be one of {', '.join(SEGMENTATION_PARTS)}")
         if not image_base64 and not url:
             raise ParameterValidationError("image_base64/url", None, "one of image_base64 or url is required")
+        if image_base64 and url:
+            # cn 1208/47022: "if both are given only Url is used"; the Image (up to 5 MB) would be sent for nothing.
+            raise ParameterValidationError(
+                "image_base64/url", f"url={url!r} and an image", "give either image_base64 or url, not both"
+            )
 
         req = models.SegmentCustomizedPortraitPicRequest()
         options = models.SegmentationOptions()
