@@ -48,7 +48,7 @@ def test_list_jobs_filters_by_input_object_sync_and_async(emu: Any) -> None:
 
 def test_list_jobs_refuses_bad_filters_before_any_request(emu: Any) -> None:
     hook = CIHook()
-    with pytest.raises(ParameterValidationError, match="queue_type.*Bogus.*AIProcess"):
+    with pytest.raises(ParameterValidationError, match=r"queue_type.*Bogus.*AIProcess"):
         hook.list_jobs(BUCKET, "SegmentVideoBody", queue_type="Bogus")
     with pytest.raises(ParameterValidationError, match="input_object"):
         hook.list_jobs(BUCKET, "SegmentVideoBody", input_object="")
