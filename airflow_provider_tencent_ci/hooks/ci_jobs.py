@@ -176,25 +176,30 @@ def list_jobs_request(
     return CIJobRequest("ListJobs", "GET", "/jobs", params=params)
 
 
+def reply_error(operation: str, status: int, body: bytes, request_id: str | None) -> TencentCloudError:
+    """The error of an HTTP >= 400 answer: CI's ``<Error>`` Code/Message/RequestId when readable, else the status."""
+    code = message = None
+    try:
+        doc = parse_xml(body)
+        code, message = doc.get("Code"), doc.get("Message")
+        request_id = doc.get("RequestId") or request_id
+    except XmlParseError:
+        message = body[:300].decode("utf-8", "replace") if body else None
+    return make_error(
+        code if isinstance(code, str) and code else None,
+        message if isinstance(message, str) and message else f"HTTP {status}",
+        status=status,
+        request_id=request_id,
+        operation=operation,
+    )
+
+
 def read_reply(operation: str, status: int, body: bytes, headers: Mapping[str, str]) -> Mapping[str, Any]:
-    """The parsed answer of a job call (the inside of ``<Response>``), or the mapped error."""
+    """The parsed answer of a job call (the inside of ``<Response>``), or the mapped error raised."""
     lower = {k.lower(): v for k, v in headers.items()}
     request_id = lower.get("x-ci-request-id") or lower.get("x-cos-request-id")
     if status >= 400:
-        code = message = None
-        try:
-            doc = parse_xml(body)
-            code, message = doc.get("Code"), doc.get("Message")
-            request_id = doc.get("RequestId") or request_id
-        except XmlParseError:
-            message = body[:300].decode("utf-8", "replace") if body else None
-        raise make_error(
-            code if isinstance(code, str) and code else None,
-            message if isinstance(message, str) and message else f"HTTP {status}",
-            status=status,
-            request_id=request_id,
-            operation=operation,
-        )
+        raise reply_error(operation, status, body, request_id)
     try:
         return unwrap_response(parse_xml(body))
     except XmlParseError as err:
