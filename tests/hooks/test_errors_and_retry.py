@@ -274,3 +274,27 @@ def test_test_connection_true_and_false(
 
     ok, message = CIHook("tc_not_defined_anywhere").test_connection()
     assert not ok and message
+
+
+def test_test_connection_honours_sts_endpoint(emu: Any, monkeypatch: pytest.MonkeyPatch, json_server: Any) -> None:
+    """GetCallerIdentity goes where the connection's ``sts_endpoint`` says (a loopback one directly, not through the
+    proxy), signed with TC3 for service sts, version 2018-08-13. The server stands in for the real STS."""
+    identity = {"AccountId": "200000000001", "Type": "CAMUser", "PrincipalId": "200000000009", "UserId": "200000000009"}
+    identity["Arn"] = "qcs::cam::uin/200000000001:uin/200000000009"
+    server = json_server(lambda method, path, body: (200, {"Response": {**identity, "RequestId": "sts-1"}}))
+    cred = emu.credential()
+    extras = {**emu.connection_extras(), **FAST_RETRY, "sts_endpoint": server.hostport}
+    conn = set_conn(monkeypatch, "tc_sts_endpoint", cred.secret_id, cred.secret_key, extras)
+    ok, message = CIHook(conn).test_connection()
+    assert ok and message == (
+        f"Authenticated as account 200000000001, CAMUser 200000000009, ARN {identity['Arn']}, "
+        f"key AKID…{cred.secret_id[-4:]}"
+    )
+    assert len(server.requests) == 1
+    method, _path, body, headers = server.requests[0]
+    assert method == "POST" and body == b"{}"
+    assert headers["X-TC-Action"] == "GetCallerIdentity" and headers["X-TC-Version"] == "2018-08-13"
+    assert (
+        f"Credential={cred.secret_id}/" in headers["Authorization"] and "/sts/tc3_request" in headers["Authorization"]
+    )
+    assert emu.stats.count() == 0  # not through the emulator's proxy
