@@ -377,9 +377,17 @@ class CIJobsHook(CosClientHook):
         :param input_object: only jobs whose input is exactly this object key (documented exact match).
         """
         request = list_jobs_request(
-            tag, states, start_creation_time, end_creation_time, size, next_token, order_by_time,
-            queue_id, queue_type, input_object,
-        )  # fmt: skip
+            tag,
+            states,
+            start_creation_time,
+            end_creation_time,
+            size,
+            next_token,
+            order_by_time,
+            queue_id,
+            queue_type,
+            input_object,
+        )
         return self._page(self._send(bucket, request))
 
     def cancel_job(self, bucket: str, job_id: str) -> None:
@@ -419,9 +427,17 @@ class CIJobsHook(CosClientHook):
     ) -> JobsPage:
         """Async :meth:`list_jobs`."""
         request = list_jobs_request(
-            tag, states, start_creation_time, end_creation_time, size, next_token, order_by_time,
-            queue_id, queue_type, input_object,
-        )  # fmt: skip
+            tag,
+            states,
+            start_creation_time,
+            end_creation_time,
+            size,
+            next_token,
+            order_by_time,
+            queue_id,
+            queue_type,
+            input_object,
+        )
         return self._page(await self._asend(bucket, request))
 
     async def acancel_job(self, bucket: str, job_id: str) -> None:
