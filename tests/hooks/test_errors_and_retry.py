@@ -298,3 +298,21 @@ def test_test_connection_honours_sts_endpoint(emu: Any, monkeypatch: pytest.Monk
         f"Credential={cred.secret_id}/" in headers["Authorization"] and "/sts/tc3_request" in headers["Authorization"]
     )
     assert emu.stats.count() == 0  # not through the emulator's proxy
+
+
+def test_each_retry_logs_one_line_with_a_bounded_jittered_delay(
+    emu: Any, fast_conn: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    emu.put_object(BUCKET, "a.txt", b"a")
+    _faults(emu, "GetObject", "throttle")
+    capfd.readouterr()
+    with pytest.raises(TencentCloudThrottlingError):
+        CIHook(fast_conn).get_object_bytes(BUCKET, "a.txt")
+    out, err = capfd.readouterr()  # the hook logs through Airflow's structlog handlers
+    lines = [line for line in (out + err).splitlines() if "retrying in" in line]
+    assert len(lines) == FAST_RETRY["max_attempts"] - 1  # a wait between attempts, none after the last
+    for attempt, line in enumerate(lines, start=1):
+        assert "code=SlowDown" in line and f"(attempt {attempt} of {FAST_RETRY['max_attempts']}); retrying in" in line
+        delay = float(line.split("retrying in ", 1)[1].split("s", 1)[0])
+        cap = min(FAST_RETRY["retry_max_delay"], FAST_RETRY["retry_base_delay"] * 2 ** (attempt - 1))
+        assert 0 <= delay <= cap + 0.005  # full jitter, printed with two decimals

@@ -43,9 +43,10 @@ def _sdk_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 
 def test_expected_head_404_is_not_a_warning(
-    emu: Any, sdk_logger_unset: logging.Logger, caplog: pytest.LogCaptureFixture
+    emu: Any, sdk_logger_unset: logging.Logger, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
     caplog.set_level(logging.INFO)
+    capfd.readouterr()
     hook = CIHook()
     assert hook.head_object(BUCKET, "out/not-yet.png") is None
     assert not hook.object_exists(BUCKET, "out/not-yet.png")
@@ -53,6 +54,8 @@ def test_expected_head_404_is_not_a_warning(
     # Airflow's own connection lookup may warn once per process about a short extra (see the masker test below).
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and "secrets_masker" not in r.name]
     assert warnings == [], [r.getMessage() for r in warnings]
+    out, err = capfd.readouterr()  # what Airflow's structlog handlers printed (the hook's own logger)
+    assert "NoSuchResource" not in out + err and "retrying" not in out + err
 
 
 def test_a_real_error_is_still_logged_by_the_sdk(emu: Any, caplog: pytest.LogCaptureFixture) -> None:
