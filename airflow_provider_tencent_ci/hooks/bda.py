@@ -71,9 +71,10 @@ class BDAHook(TencentCloudBaseHook):
         if not image_base64 and not url:
             raise ParameterValidationError("image_base64/url", None, "one of image_base64 or url is required")
         if image_base64 and url:
-            # cn 1208/47022: "if both are given only Url is used"; the Image (up to 5 MB) would be sent for nothing.
+            # cn 1208/47022: "if both are given only Url is used", so the Image (up to 5 MB) would be sent for
+            # nothing. The values are not shown: a pre-signed Url carries a signature.
             raise ParameterValidationError(
-                "image_base64/url", f"url={url!r} and an image", "give either image_base64 or url, not both"
+                "image_base64/url", "<both given>", "give either image_base64 or url, not both"
             )
 
         req = models.SegmentCustomizedPortraitPicRequest()

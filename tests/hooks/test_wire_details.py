@@ -91,4 +91,5 @@ def test_bda_refuses_url_and_image_together_before_any_request(emu: Any, png_byt
             ["Hair"], image_base64=base64.b64encode(png_bytes).decode(), url="https://example.com/a.png"
         )
     assert "image_base64" in str(info.value) and "url" in str(info.value) and "not both" in str(info.value)
+    assert "example.com" not in str(info.value)  # a pre-signed Url would carry a signature
     assert emu.stats.count() == 0
