@@ -4,8 +4,8 @@ Every job call is described once as a :class:`CIJobRequest` (method, path, signe
 SDK's own signer (``CosS3Client.get_auth``), and sent either through the shared requests pool (sync: operators,
 sensors) or an httpx client (async: triggers, which must never block the event loop). One reply parser reads
 both. The SDK's job helpers are not used: ``ci_list_media_jobs`` cannot send ``queueType`` and
-``ci_create_media_jobs`` sends no Content-Type; ``tests/hooks/test_conformance.py`` compares our requests with the
-helpers' so the two cannot drift apart apart from those two documented differences.
+``ci_create_media_jobs`` sends no Content-Type. ``tests/hooks/test_conformance.py`` compares our requests with the
+helpers', so they cannot drift apart beyond those two documented differences.
 
 Wire sources: DescribeMediaJob (cn 1545/65284), job list (intl 1045/73114, cn 460/84766: ``queueType``, exact-match
 ``inputObject``), CreateJob for SegmentVideoBody (cn 460/84802), cancel (cn 1246/109264), CI common request headers
