@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
-from . import auth, cos
+from . import auth, cos, sts
 from .control import ControlAPI
 from .core import BUCKET_HOST_RE, CosError, EmulatorState, EmuRequest, EmuResponse, TcApiError
 from .wire import BodyTooLarge, RequestBody
@@ -30,6 +30,7 @@ Scope = dict[str, Any]
 
 _SERVICE_HOST = "service.cos.myqcloud.com"
 _BDA_HOST = re.compile(r"^bda(\.[a-z0-9-]+)?\.tencentcloudapi\.com$")  # global or regional endpoint
+_STS_HOST = re.compile(r"^sts(\.[a-z0-9-]+)?\.tencentcloudapi\.com$")
 BDA_SERVICE = "bda"
 COS_SERVICES = frozenset({"cos", "ci", "service"})  # q-signed XML services; every other service is API 3.0
 BDA_ACTIONS = {"SegmentCustomizedPortraitPic"}
@@ -95,7 +96,7 @@ def classify(service: str, method: str, key: str, query: dict[str, str], headers
     """The operation name used for accounting, faults and dispatch."""
     if service == "service":
         return "ListBuckets" if method == "GET" and key == "" else "Unknown"
-    if service == "bda":
+    if service not in COS_SERVICES:  # API 3.0 names the action in a header
         return headers.get("x-tc-action", "Unknown")
     if service == "ci":
         parts = key.split("/")
@@ -211,6 +212,8 @@ class EmulatorApp:
             service, bucket, region = m.group("svc"), m.group("bucket"), m.group("region")
         elif host == _SERVICE_HOST:
             service = "service"
+        elif _STS_HOST.match(host):  # before the x-tc-action test, which would call it BDA
+            service = "sts"
         elif host in state.bda_hosts or _BDA_HOST.match(host) or "x-tc-action" in headers:
             service = "bda"
         else:
@@ -244,7 +247,7 @@ class EmulatorApp:
             resp = _tc_error(req, err)
         except Exception:
             log.exception("emulator handler %s failed", operation)
-            if service == "bda":
+            if service not in COS_SERVICES:
                 err2: Exception = TcApiError("InternalError", "An internal error occurred.")
                 state.stats.record(operation, bucket, False, "InternalError")
                 resp = _tc_error(req, err2)  # type: ignore[arg-type]
@@ -292,6 +295,8 @@ class EmulatorApp:
                 service=req.service,  # the TC3 credential scope names the service ("bda")
             )
             req.secret_id = cred.secret_id
+        if req.service == sts.STS_SERVICE:
+            return sts.handle(req, operation)
         if req.service == BDA_SERVICE:
             if operation not in BDA_ACTIONS:
                 raise TcApiError("InvalidAction", f"The requested action {operation!r} does not exist.")
@@ -302,7 +307,7 @@ class EmulatorApp:
         try:
             handler = handler_for(operation)
         except _Unimplemented as exc:
-            if req.service == "bda":
+            if api3:
                 raise TcApiError("UnsupportedOperation", f"Not implemented in the emulator: {exc}") from None
             raise CosError(501, "NotImplemented", f"Not implemented in the emulator: {exc}") from None
         return await handler(state, req)
@@ -349,7 +354,7 @@ class EmulatorApp:
         if resp.content_type:
             hdrs["Content-Type"] = resp.content_type
         hdrs.update(resp.headers)
-        if req.service == "bda":
+        if req.service not in COS_SERVICES:
             hdrs.setdefault("X-TC-RequestId", req.request_id)
         else:
             hdrs["Server"] = "tencent-ci" if req.service == "ci" else "tencent-cos"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ from airflow_provider_tencent_ci.hooks.credentials import (
     build_provider,
 )
 from airflow_provider_tencent_ci.hooks.retry import RetryPolicy, acall_with_retry, call_with_retry, translate_error
+from airflow_provider_tencent_ci.hooks.sts import STS_OPERATION, describe_identity, get_caller_identity
 
 try:
     from airflow.sdk import BaseHook
@@ -102,6 +102,36 @@ def _install_redactor() -> None:
             logger.addFilter(_REDACTOR)
 
 
+# cos-python-sdk-v5 logs every request's URL and headers at INFO; quiet unless the user set a level themselves.
+_COS_SDK_LOGGER = "qcloud_cos"
+_SDK_DEFAULT_LEVEL = logging.WARNING
+
+
+class _ExpectedHeadMiss(logging.Filter):
+    """Drops the COS SDK's ``WARNING {'code': 'NoSuchResource', ...}`` record of a HEAD answered 404.
+
+    ``cos_client.send_request`` logs it for every HEAD of an absent object; for ``head_object`` that is the
+    answer "not there yet" (the image operators ask it for every output), not something to warn about.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.msg
+        return not (isinstance(msg, dict) and msg.get("code") == "NoSuchResource")
+
+
+_HEAD_MISS_FILTER = _ExpectedHeadMiss()
+
+
+def quiet_sdk_loggers() -> None:
+    """SDK chatter at WARNING unless configured, and no warning for an expected HEAD 404 (idempotent)."""
+    sdk = logging.getLogger(_COS_SDK_LOGGER)
+    if sdk.level == logging.NOTSET:
+        sdk.setLevel(_SDK_DEFAULT_LEVEL)
+    client_logger = logging.getLogger(f"{_COS_SDK_LOGGER}.cos_client")
+    if _HEAD_MISS_FILTER not in client_logger.filters:
+        client_logger.addFilter(_HEAD_MISS_FILTER)
+
+
 class TencentCloudBaseHook(BaseHook):
     """Shared base of the Tencent Cloud hooks.
 
@@ -150,6 +180,7 @@ class TencentCloudBaseHook(BaseHook):
 
                 conn = await sync_to_async(self.get_connection)(self.tencentcloud_conn_id)
             cfg = ConnectionConfig.from_connection(conn, self._region_override)
+            quiet_sdk_loggers()
             # amask_secret: the sync one can deadlock against an in-flight supervisor call in async code.
             await self._amask(cfg.secret_key)
             await self._amask(cfg.token)
@@ -159,6 +190,7 @@ class TencentCloudBaseHook(BaseHook):
         return self._config
 
     def _set_config(self, cfg: ConnectionConfig) -> None:
+        quiet_sdk_loggers()
         # Connection secrets are masked by Airflow already; the extras token is not, so register it here.
         self._mask(cfg.secret_key)
         self._mask(cfg.token)
@@ -247,55 +279,17 @@ class TencentCloudBaseHook(BaseHook):
         }
 
     def test_connection(self) -> tuple[bool, str]:
-        """One real signed call (COS GET Service = ListBuckets). Never raises."""
-        try:
-            from qcloud_cos import CosS3Client
+        """STS GetCallerIdentity: needs no permission, so a key scoped to one bucket passes too. Never raises.
 
-            conf = self._cos_config(region_required=False)
-            client = CosS3Client(conf, retry=0)
-            data = self._call("ListBuckets", lambda: client.list_buckets())
-            buckets = ((data or {}).get("Buckets") or {}).get("Bucket") or []
-            if isinstance(buckets, dict):
-                buckets = [buckets]
-            return True, f"Connection to Tencent Cloud COS succeeded; {len(buckets)} bucket(s) visible."
+        Returns who the key authenticated as (account, principal, ARN, the key's last four characters); never a
+        secret.
+        """
+        try:
+            creds = self.get_credentials()
+            identity = get_caller_identity(self.config, creds, self.retry_policy, self.log)
+            return True, describe_identity(identity, creds.secret_id)
         except TencentCloudError as exc:
             return False, str(exc)
         except Exception as exc:
-            err = translate_error(exc, "ListBuckets")
+            err = translate_error(exc, STS_OPERATION)
             return False, str(err) if err is not None else f"{type(exc).__name__}: {exc}"
-
-    # Implemented here because test_connection needs it; CIHook builds its client from the same config.
-    def _cos_config(self, *, region_required: bool = True, creds: Credentials | None = None) -> Any:
-        from qcloud_cos import CosConfig
-
-        from airflow_provider_tencent_ci.exceptions import ParameterValidationError
-
-        cfg = self.config
-        creds = creds or self.get_credentials()
-        region = cfg.region
-        if not region and not cfg.cos_endpoint:
-            if region_required:
-                raise ParameterValidationError(
-                    "region", None, "set region in the hook or the connection extra 'region' (e.g. ap-guangzhou)"
-                )
-            region = "ap-guangzhou"  # GET Service is global; the SDK only needs some region to build a config
-        kwargs: dict[str, Any] = {
-            "Region": region,
-            "SecretId": creds.secret_id,
-            "SecretKey": creds.secret_key,
-            "Token": creds.token,
-            "Scheme": cfg.scheme,
-            "Timeout": cfg.timeout,
-            "Proxies": cfg.proxy_map(),
-        }
-        if cfg.appid:
-            kwargs["Appid"] = cfg.appid
-        if cfg.cos_endpoint:
-            kwargs["Endpoint"] = cfg.cos_endpoint
-        if cfg.ci_endpoint:
-            kwargs["EndpointCi"] = cfg.ci_endpoint
-        return CosConfig(**kwargs)
-
-    @staticmethod
-    def _running_loop() -> asyncio.AbstractEventLoop:
-        return asyncio.get_running_loop()

@@ -70,6 +70,12 @@ class BDAHook(TencentCloudBaseHook):
                 raise ParameterValidationError("parts", part, f"must be one of {', '.join(SEGMENTATION_PARTS)}")
         if not image_base64 and not url:
             raise ParameterValidationError("image_base64/url", None, "one of image_base64 or url is required")
+        if image_base64 and url:
+            # cn 1208/47022: "if both are given only Url is used", so the Image (up to 5 MB) would be sent for
+            # nothing. The values are not shown: a pre-signed Url carries a signature.
+            raise ParameterValidationError(
+                "image_base64/url", "<both given>", "give either image_base64 or url, not both"
+            )
 
         req = models.SegmentCustomizedPortraitPicRequest()
         options = models.SegmentationOptions()

@@ -37,6 +37,8 @@ DEFAULT_MAX_ATTEMPTS = 4
 DEFAULT_RETRY_BASE_DELAY = 0.5
 DEFAULT_RETRY_MAX_DELAY = 20.0
 DURATION_MIN, DURATION_MAX = 900, 43200  # STS AssumeRole DurationSeconds limits
+STS_HOST = "sts.tencentcloudapi.com"
+STS_REGION = "ap-guangzhou"  # STS is global; API 3.0 still wants a region (the SDK's STS credential uses this one)
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,27 @@ def _opt_str(extras: Mapping[str, Any], name: str) -> str | None:
     return value.strip()
 
 
+def _extras(conn: Any) -> Mapping[str, Any]:
+    """The connection's extras, parsed here rather than through ``Connection.extra_dejson``.
+
+    ``extra_dejson`` registers every extra value with the secret masker, so ``scheme: "http"`` makes each log warn
+    "Skipping masking for a secret as it's too short". Only the extras that are secrets (``token``) are masked, by
+    the hook (Airflow already masks the whole extra string).
+    """
+    raw = getattr(conn, "extra", None)
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, Mapping):
+        return raw
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError):
+        raise ParameterValidationError("extra", "<not shown>", "must be a JSON object") from None
+    if not isinstance(value, Mapping):
+        raise ParameterValidationError("extra", "<not shown>", "must be a JSON object")
+    return value
+
+
 @dataclass
 class ConnectionConfig:
     """Everything the hooks need from one ``tencentcloud`` connection, validated."""
@@ -117,7 +140,7 @@ class ConnectionConfig:
 
     @classmethod
     def from_connection(cls, conn: Any, region: str | None = None) -> ConnectionConfig:
-        extras: Mapping[str, Any] = getattr(conn, "extra_dejson", None) or {}
+        extras = _extras(conn)
         cfg = cls(conn_id=getattr(conn, "conn_id", "") or "")
         cfg.secret_id = (conn.login or "").strip() or None
         cfg.secret_key = conn.password or None
@@ -186,6 +209,16 @@ class ConnectionConfig:
             proxy=self.proxy_for(),
         )
 
+    def sts_http_profile(self) -> HttpProfile:
+        """The HttpProfile of STS calls (AssumeRole, GetCallerIdentity): ``sts_endpoint`` or the public host.
+
+        A loopback ``sts_endpoint`` is reached directly: a proxy cannot reach this machine's loopback.
+        """
+        profile = self.http_profile(self.sts_endpoint or STS_HOST)
+        if self.sts_endpoint and _is_loopback(self.sts_endpoint):
+            profile.proxy = None
+        return profile
+
 
 def _is_loopback(endpoint: str) -> bool:
     host = urlsplit(endpoint if "://" in endpoint else f"//{endpoint}").hostname or ""
@@ -216,9 +249,7 @@ class _ProfiledSTSCredential(STSAssumeRoleCredential):
     def __init__(self, base: Credentials, cfg: ConnectionConfig) -> None:
         super().__init__(base.secret_id, base.secret_key, cfg.role_arn, cfg.role_session_name, cfg.duration_seconds)
         self._base_token = base.token
-        self._profile = cfg.http_profile(cfg.sts_endpoint or self._endpoint)
-        if cfg.sts_endpoint and _is_loopback(cfg.sts_endpoint):
-            self._profile.proxy = None  # a proxy cannot reach this machine's loopback: talk to it directly
+        self._profile = cfg.sts_http_profile()
 
     def get_sts_tmp_role_arn(self) -> None:  # same as the SDK's, with our profile and the base token
         cred = SdkCredential(self._long_secret_id, self._long_secret_key, self._base_token)

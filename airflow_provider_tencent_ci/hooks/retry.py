@@ -1,7 +1,7 @@
 """Error translation and the retry policy shared by sync (SDK) and async (httpx) calls.
 
 Every SDK/transport exception becomes a :class:`TencentCloudError` through ``exceptions.classify`` (the one error
-table). Throttling, 5xx and network errors are retried with exponential backoff and full jitter, up to
+table). Throttling, 5xx and network errors are retried by tenacity with exponential backoff and full jitter, up to
 ``max_attempts`` attempts in total; parameter, auth and not-found errors are raised at once. The SDKs' own retries
 are switched off (``CosS3Client(conf, retry=0)``; the BDA client gets :class:`SdkRetryer`), so a request count
 on the server equals our attempt count.
@@ -9,17 +9,23 @@ on the server equals our attempt count.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import httpx
 import requests
 from qcloud_cos.cos_exception import CosClientError, CosServiceError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.common.retry import StandardRetryer
 
@@ -47,18 +53,40 @@ class RetryPolicy:
     # False for non-idempotent calls (job submission): only throttling, which means "not processed", is retried.
     idempotent: bool = True
 
-    def backoff(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(max_delay, base * 2**(attempt-1))] after failed attempt ``attempt``."""
-        cap = min(self.max_delay, self.base_delay * (2 ** max(0, attempt - 1)))
-        return random.uniform(0, cap) if cap > 0 else 0.0
-
-    def should_retry(self, err: TencentCloudError, attempt: int) -> bool:
-        if attempt >= self.max_attempts or not err.retryable:
-            return False
-        return self.idempotent or isinstance(err, TencentCloudThrottlingError)
+    def retries(self, err: TencentCloudError) -> bool:
+        """Whether a failed attempt that raised ``err`` is worth another attempt (attempts left permitting)."""
+        return err.retryable and (self.idempotent or isinstance(err, TencentCloudThrottlingError))
 
     def with_idempotent(self, idempotent: bool) -> RetryPolicy:
         return RetryPolicy(self.max_attempts, self.base_delay, self.max_delay, idempotent)
+
+    def tenacity_args(
+        self, operation: str, logger: Any, retry_on: tuple[type[BaseException], ...] = (Exception,)
+    ) -> dict[str, Any]:
+        """Arguments of ``tenacity.Retrying``/``AsyncRetrying``: ``max_attempts`` attempts in total, full jitter
+        uniform in [0, min(max_delay, base_delay * 2**(attempt-1))], the last exception re-raised as is."""
+
+        def retryable(exc: BaseException) -> bool:
+            if not isinstance(exc, retry_on):
+                return False
+            err = translate_error(exc, operation)
+            return err is not None and self.retries(err)
+
+        def log_retry(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            err = translate_error(exc, operation) if exc is not None else None
+            delay = state.next_action.sleep if state.next_action else 0.0
+            logger.warning(
+                "%s (attempt %d of %d); retrying in %.2fs", err, state.attempt_number, self.max_attempts, delay
+            )
+
+        return {
+            "stop": stop_after_attempt(self.max_attempts),
+            "wait": wait_random_exponential(multiplier=self.base_delay, max=self.max_delay),
+            "retry": retry_if_exception(retryable),
+            "before_sleep": log_retry,
+            "reraise": True,
+        }
 
 
 def _clip(text: Any) -> str:
@@ -133,25 +161,15 @@ def translate_error(exc: BaseException, operation: str) -> TencentCloudError | N
     return None
 
 
-def _log_retry(logger: Any, err: TencentCloudError, attempt: int, policy: RetryPolicy, delay: float) -> None:
-    logger.warning("%s (attempt %d of %d); retrying in %.2fs", err, attempt, policy.max_attempts, delay)
+def _raise_mapped(exc: Exception, operation: str) -> NoReturn:
+    """Raise the mapped error of the last attempt (the original when it is ours or not about the service).
 
-
-def _delay_before_retry(exc: Exception, attempt: int, policy: RetryPolicy, operation: str, logger: Any) -> float:
-    """The backoff before the next attempt; raises (the mapped error) when the call must not be retried.
-
-    Called from inside the caller's ``except`` block, so a bare re-raise keeps the original traceback.
+    Called from inside the caller's ``except`` block, so re-raising ``exc`` keeps the original traceback.
     """
     err = translate_error(exc, operation)
-    if err is None:
+    if err is None or err is exc:
         raise exc
-    if not policy.should_retry(err, attempt):
-        if err is exc:
-            raise exc
-        raise err from None
-    delay = policy.backoff(attempt)
-    _log_retry(logger, err, attempt, policy, delay)
-    return delay
+    raise err from None
 
 
 def call_with_retry(
@@ -162,14 +180,10 @@ def call_with_retry(
     logger: Any = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return fn()
-        except Exception as exc:
-            delay = _delay_before_retry(exc, attempt, policy, operation, logger or log)
-        sleep(delay)
+    try:
+        return Retrying(sleep=sleep, **policy.tenacity_args(operation, logger or log))(fn)
+    except Exception as exc:
+        _raise_mapped(exc, operation)
 
 
 async def acall_with_retry(
@@ -179,39 +193,23 @@ async def acall_with_retry(
     operation: str,
     logger: Any = None,
 ) -> T:
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return await fn()
-        except Exception as exc:
-            delay = _delay_before_retry(exc, attempt, policy, operation, logger or log)
-        await asyncio.sleep(delay)
+    try:
+        return await AsyncRetrying(**policy.tenacity_args(operation, logger or log))(fn)
+    except Exception as exc:
+        _raise_mapped(exc, operation)
 
 
 class SdkRetryer(StandardRetryer):
     """The API 3.0 SDK's retryer driven by our policy, so BDA calls have one retry loop, not two.
 
     ``StandardRetryer`` retries only network errors and RequestLimitExceeded*; we also retry server faults
-    (InternalError at HTTP 200, as API 3.0 answers them) and stop sleeping after the last attempt.
+    (InternalError at HTTP 200, as API 3.0 answers them) and stop sleeping after the last attempt. The SDK's
+    exception is re-raised as is (the hook maps it).
     """
 
     def __init__(self, policy: RetryPolicy, operation: str, logger: Any = None) -> None:
-        super().__init__(max_attempts=policy.max_attempts, backoff_fn=policy.backoff, logger=logger or log)
-        self._policy = policy
-        self._operation = operation
+        super().__init__(max_attempts=policy.max_attempts, logger=logger or log)
+        self._tenacity_args = policy.tenacity_args(operation, self._logger, retry_on=(TencentCloudSDKException,))
 
     def send_request(self, fn: Callable[[], Any]) -> Any:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return fn()
-            except TencentCloudSDKException as exc:
-                err = translate_error(exc, self._operation)
-                if err is None or not self._policy.should_retry(err, attempt):
-                    raise
-                delay = self._policy.backoff(attempt)
-                if self._logger:
-                    _log_retry(self._logger, err, attempt, self._policy, delay)
-            time.sleep(delay)
+        return Retrying(sleep=time.sleep, **self._tenacity_args)(fn)

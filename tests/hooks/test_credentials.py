@@ -25,7 +25,7 @@ class _Conn:
         self.conn_id = "c"
         self.login = login
         self.password = password
-        self.extra_dejson = extra
+        self.extra = json.dumps(extra)
 
 
 def test_hook_class_attributes_and_ui_fields() -> None:

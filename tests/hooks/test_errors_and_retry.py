@@ -241,12 +241,30 @@ def test_bda_parameter_error_is_not_retried(emu: Any, fast_conn: str) -> None:
 def test_test_connection_true_and_false(
     emu: Any, fast_conn: str, bad_key_conn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """``airflow connections test`` semantics: STS GetCallerIdentity (needs no permission), never a secret shown."""
+    from airflow_provider_tencent_ci.emulator.sts import IDENTITY
+
+    cred = emu.credential()
     ok, message = CIHook(fast_conn).test_connection()
     assert ok, message
-    assert emu.stats.count(operation="ListBuckets", ok=True) == 1
+    assert emu.stats.count(operation="GetCallerIdentity", ok=True) == 1
+    assert emu.stats.count(operation="ListBuckets") == 0  # no COS permission needed
+    assert message == (
+        f"Authenticated as account {IDENTITY['AccountId']}, CAMUser {IDENTITY['PrincipalId']}, "
+        f"ARN {IDENTITY['Arn']}, key AKID…{cred.secret_id[-4:]}"
+    )
+    assert cred.secret_key not in message and cred.secret_id not in message
 
     ok, message = CIHook(bad_key_conn).test_connection()
     assert not ok and "refused the credential" in message and BAD_KEY not in message
+    assert "AuthFailure.SignatureFailure" in message
+    assert emu.stats.count(operation="GetCallerIdentity", ok=False) == 1  # auth errors are not retried
+
+    sts = emu.credential(sts=True)
+    extras = {**emu.connection_extras(), **FAST_RETRY}
+    with_token = set_conn(monkeypatch, "tc_sts_test", sts.secret_id, sts.secret_key, {**extras, "token": sts.token})
+    ok, message = CIHook(with_token).test_connection()
+    assert ok and f"key AKID…{sts.secret_id[-4:]}" in message and sts.token not in message
 
     dead = set_conn(
         monkeypatch, "tc_dead", "AKIDX", "k" * 20, {"scheme": "http", "proxy": "http://127.0.0.1:9", **FAST_RETRY}
@@ -256,3 +274,45 @@ def test_test_connection_true_and_false(
 
     ok, message = CIHook("tc_not_defined_anywhere").test_connection()
     assert not ok and message
+
+
+def test_test_connection_honours_sts_endpoint(emu: Any, monkeypatch: pytest.MonkeyPatch, json_server: Any) -> None:
+    """GetCallerIdentity goes where the connection's ``sts_endpoint`` says (a loopback one directly, not through the
+    proxy), signed with TC3 for service sts, version 2018-08-13. The server stands in for the real STS."""
+    identity = {"AccountId": "200000000001", "Type": "CAMUser", "PrincipalId": "200000000009", "UserId": "200000000009"}
+    identity["Arn"] = "qcs::cam::uin/200000000001:uin/200000000009"
+    server = json_server(lambda method, path, body: (200, {"Response": {**identity, "RequestId": "sts-1"}}))
+    cred = emu.credential()
+    extras = {**emu.connection_extras(), **FAST_RETRY, "sts_endpoint": server.hostport}
+    conn = set_conn(monkeypatch, "tc_sts_endpoint", cred.secret_id, cred.secret_key, extras)
+    ok, message = CIHook(conn).test_connection()
+    assert ok and message == (
+        f"Authenticated as account 200000000001, CAMUser 200000000009, ARN {identity['Arn']}, "
+        f"key AKID…{cred.secret_id[-4:]}"
+    )
+    assert len(server.requests) == 1
+    method, _path, body, headers = server.requests[0]
+    assert method == "POST" and body == b"{}"
+    assert headers["X-TC-Action"] == "GetCallerIdentity" and headers["X-TC-Version"] == "2018-08-13"
+    assert (
+        f"Credential={cred.secret_id}/" in headers["Authorization"] and "/sts/tc3_request" in headers["Authorization"]
+    )
+    assert emu.stats.count() == 0  # not through the emulator's proxy
+
+
+def test_each_retry_logs_one_line_with_a_bounded_jittered_delay(
+    emu: Any, fast_conn: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    emu.put_object(BUCKET, "a.txt", b"a")
+    _faults(emu, "GetObject", "throttle")
+    capfd.readouterr()
+    with pytest.raises(TencentCloudThrottlingError):
+        CIHook(fast_conn).get_object_bytes(BUCKET, "a.txt")
+    out, err = capfd.readouterr()  # the hook logs through Airflow's structlog handlers
+    lines = [line for line in (out + err).splitlines() if "retrying in" in line]
+    assert len(lines) == FAST_RETRY["max_attempts"] - 1  # a wait between attempts, none after the last
+    for attempt, line in enumerate(lines, start=1):
+        assert "code=SlowDown" in line and f"(attempt {attempt} of {FAST_RETRY['max_attempts']}); retrying in" in line
+        delay = float(line.split("retrying in ", 1)[1].split("s", 1)[0])
+        cap = min(FAST_RETRY["retry_max_delay"], FAST_RETRY["retry_base_delay"] * 2 ** (attempt - 1))
+        assert 0 <= delay <= cap + 0.005  # full jitter, printed with two decimals
