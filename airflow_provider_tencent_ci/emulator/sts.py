@@ -1,8 +1,7 @@
 """STS GetCallerIdentity (API 3.0, version 2018-08-13, host sts.tencentcloudapi.com; STS API doc cn 1312/66098).
 
 The request is signed with TC3-HMAC-SHA256 (verified by the app like every API 3.0 request, service ``sts``) and
-needs no permission. Every
-emulator credential belongs to one CAM user of one account, so the answer is fixed:
+needs no permission. Every emulator credential belongs to one CAM user of one account, so the answer is fixed:
 ``{"Response": {"Arn", "AccountId", "UserId", "PrincipalId", "Type", "RequestId"}}``. For a sub-user key the doc's
 sample has Type ``CAMUser`` and UserId = PrincipalId = the sub-user's uin; the ARN uses CAM's resource form
 ``qcs::cam::uin/<owner uin>:uin/<sub-user uin>`` (the doc's masked sample prints a shortened variant).
