@@ -59,7 +59,7 @@ def run_flood(emu: Any, conn_id: str, monkeypatch: pytest.MonkeyPatch, rate: int
             return events
 
         events = asyncio.run(scenario())
-        result["early_buffer_tokens"] = len(listener._early)
+        result["early_buffer_tokens"] = len(listener.router.early)
     result["final_events"] = len(events)
     result["final_status"] = events[0].payload["status"] if events else None
     result["jobs_in_emulator"] = len(emu.jobs)

@@ -228,32 +228,62 @@ async def _get(port: int, path: str) -> int:
         writer.close()
 
 
-def test_unkeyed_listener_buffer_is_bounded_in_bytes(monkeypatch: pytest.MonkeyPatch, figures: Any) -> None:
-    """Without a token key every well-formed token is accepted, and callbacks for tokens nobody waits for are
-    buffered (a callback may beat its trigger). Flooding distinct tokens with bodies near the size cap must not
-    grow memory without bound: the buffer must be capped in bytes, not only in tokens x messages."""
+def test_unkeyed_listener_accepts_nothing(monkeypatch: pytest.MonkeyPatch, figures: Any) -> None:
+    """Without a token key there is no usable token: building one fails with a clear error naming the setting, and
+    the listener refuses every request (before, the nonce itself was the token and anything well formed was
+    accepted and buffered)."""
     from airflow_provider_tencent_ci.triggers import callback_listener as cl
 
-    monkeypatch.delenv("AIRFLOW__CORE__FERNET_KEY", raising=False)
     monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "")
     with _jobs.private_listener(monkeypatch, token_key=None) as listener:
         assert cl._token_key() is None
-        filler = "m" * (1024 * 1024 - 400)
+        for build in (lambda: cl.token_for_nonce(cl.new_nonce()), lambda: cl.channel_token("svb")):
+            with pytest.raises(cl.CallbackTokenKeyError, match=r"\[tencent_ci\] callback_token_key.*\[core\] fernet_key"):
+                build()
+        body = forged_xml("a" + "0" * 32)
+
+        async def flood() -> list[int]:
+            paths = [f"/{cl.new_nonce()}", f"/{uuid.uuid4().hex}", "/ch-svb-0000000000000000"]
+            return [await raw_post(listener.port, paths[n % 3], body) for n in range(30)]
+
+        statuses = asyncio.run(flood())
+        assert not asyncio.run(cl.ensure_listener()) or cl._INSTANCE is listener
+    figures.record("callback listener: no token key", requests=len(statuses), accepted=statuses.count(200),
+                   buffered=listener.buffered)
+    assert statuses == [404] * 30
+    assert listener.buffered == 0 and not listener.router.early
+
+
+def test_early_buffer_is_bounded_by_what_parsing_makes(monkeypatch: pytest.MonkeyPatch, figures: Any) -> None:
+    """Callbacks for tokens nobody waits for are buffered (a callback may beat its trigger). Bodies of tiny
+    elements parse into far more memory than their bytes (40 x 1 MiB made +140 MiB when the buffer counted body
+    bytes): the buffer must be capped by the estimated size of the parsed messages. (Bodies of 200 KiB keep the
+    test fast; a 1 MiB body of tiny elements alone exceeds the cap and is not buffered at all.)"""
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+
+    with _jobs.private_listener(monkeypatch) as listener:
+        filler = "".join(f"<e{n}/>" for n in range(20_000))  # distinct names: one dict entry each
         body = forged_xml("a" + "0" * 32).replace(b"<Message></Message>", f"<Message>{filler}</Message>".encode())
-        assert len(body) < listener.max_body_bytes
+        message = cl.parse_callback(body)
+        assert message.cost > 8 * len(body)  # what it holds in memory, not its bytes
+        # Counted by body bytes, all 40 would fit under the cap.
+        assert 40 * len(body) < listener.router.early_max_bytes < 40 * message.cost
+        gc.collect()
         before = rss_kib()
 
         async def flood() -> list[int]:
-            return [await raw_post(listener.port, f"/{uuid.uuid4().hex}", body) for _ in range(150)]
+            return [await raw_post(listener.port, f"/{cl.token_for_nonce(cl.new_nonce())}", body)
+                    for _ in range(40)]
 
         statuses = asyncio.run(flood())
+        gc.collect()
         growth_mib = (rss_kib() - before) / 1024
-    figures.record("callback listener: unkeyed early-buffer flood (150 x 1 MiB)",
-                   accepted=statuses.count(200), rss_growth_mib=round(growth_mib, 1))
-    bounded = growth_mib < 64
-    # Collect now: finalizers of the listener's abandoned connection tasks must not run inside pytest's report
-    # formatting (CPython 3.11's ast.parse fails with "AST constructor recursion depth mismatch" when a GC
-    # finalizer logs during parsing).
-    gc.collect()
-    assert bounded, f"the early buffer grew memory by {growth_mib:.0f} MiB for 150 x 1 MiB callbacks"
-    assert listener._early_bytes <= listener.early_max_bytes
+        buffered_tokens = len(listener.router.early)
+        estimate = listener.router.early_bytes
+    figures.record("callback listener: early-buffer flood (40 x 200 KiB of tiny elements)",
+                   accepted=statuses.count(200), buffered_tokens=buffered_tokens,
+                   buffered_estimate_mib=round(estimate / 2**20, 1), rss_growth_mib=round(growth_mib, 1))
+    assert statuses == [200] * 40
+    assert estimate <= listener.router.early_max_bytes
+    assert 0 < buffered_tokens < 40  # the oldest were dropped to stay under the cap
+    assert growth_mib < 64, f"the early buffer grew memory by {growth_mib:.0f} MiB for 40 callbacks"

@@ -207,7 +207,8 @@ async def test_listener_read_timeout(listener: cl.CallbackListener) -> None:
     slow = cl.CallbackListener("127.0.0.1", 0, read_timeout=0.3).start()
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", slow.port)
-        writer.write(b"POST /x HTTP/1.1\r\nContent-Length: 100\r\n\r\npartial")
+        token = cl.token_for_nonce(cl.new_nonce())
+        writer.write(f"POST /{token} HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\npartial".encode())
         await writer.drain()
         answer = await asyncio.wait_for(reader.read(), 5)
         writer.close()
