@@ -75,6 +75,7 @@ class H11Receiver:
         self.responses: Counter[int] = Counter()
         self.refused_connections = 0
         self.open_connections = 0
+        self.peak_connections = 0
         self._per_client: Counter[str] = Counter()
         self._tasks: set[asyncio.Task] = set()
 
@@ -94,6 +95,7 @@ class H11Receiver:
                 client = str(address[0]) if isinstance(address, tuple) else str(address)
                 self._per_client[client] += 1
                 self.open_connections += 1
+                self.peak_connections = max(self.peak_connections, self.open_connections)
                 probation = self._per_client[client] > self.max_per_client
                 task = loop.create_task(self._connection(conn, client, probation, slots))
                 self._tasks.add(task)
