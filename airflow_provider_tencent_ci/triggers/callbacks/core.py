@@ -2,7 +2,9 @@
 
 A receiver (the in-triggerer h11 server, or an ASGI app on the API server) hands :func:`handle_callback` the
 method, the path, the raw header pairs and a ``read`` coroutine that returns the next body chunk (``b""`` at the
-end); the core applies every rule and answers with a status code:
+end, :class:`ClientGone` if the client left); the core applies every rule and answers with a status code. (An ASGI
+adapter passes ``scope["method"]``, ``scope["path"]``, the decoded ``scope["headers"]`` and a ``read`` that returns
+each ``http.request`` message's body, then ``b""`` after the one without ``more_body``.)
 
 405 not POST; 411 chunked or no Content-Length (CI sends a length; a chunked body could not be capped before it is
 read); 400 several differing Content-Length values or one that is not digits (RFC 9110 8.6 and 9112 6.3: ``+5`` is
@@ -273,7 +275,7 @@ async def handle_callback(
     try:
         message = parse_callback(body)
     except CallbackParseError as err:
-        _refusals.warning("CI callback listener: malformed callback refused: %s", err)
+        _refusals.warning("CI callback listener: malformed callback refused: %.200s", err)
         return 400
     router.dispatch(token, message)
     return 200
