@@ -95,6 +95,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _unavailable = RateLimitedLog(log, burst=1, interval=300.0)
+_told_no_key = False
 LISTEN_BACKLOG = 1024  # queued connections use kernel memory, not descriptors; beyond it SYNs are dropped
 
 
@@ -238,7 +239,10 @@ async def ensure_listener() -> CallbackListener | None:
     if current is not None and current.running:
         return current
     if _token_key() is None:
-        _unavailable.warning("CI callback listener not started: %s", CallbackTokenKeyError())
+        global _told_no_key
+        if not _told_no_key:  # polling-only deployments need no key: say it once, quietly
+            _told_no_key = True
+            log.info("CI callback listener not started: %s", CallbackTokenKeyError())
         return None
     try:
         return await asyncio.to_thread(get_listener)

@@ -29,7 +29,6 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from airflow_provider_tencent_ci.triggers._asyncio import within
 from airflow_provider_tencent_ci.triggers.callbacks.parsing import CallbackMessage, CallbackParseError, parse_callback
 from airflow_provider_tencent_ci.triggers.callbacks.tokens import verify_token
 
@@ -183,6 +182,36 @@ class CallbackRouter:
         self.early_bytes -= sum(m.cost for m in self.early.pop(token, []))
 
 
+class Deadline:
+    """Cancel the current task after ``seconds`` (a timer, not a task per wait: cheap on the hot path).
+
+    ``with Deadline(s) as d: ...`` swallows the cancellation it caused; ``d.expired`` says whether it did.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self.expired = False
+        self._timer = asyncio.get_running_loop().call_later(max(0.0, seconds), self._expire)
+
+    def _expire(self) -> None:
+        self.expired = True
+        self._task.cancel()
+
+    def __enter__(self) -> Deadline:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        self._timer.cancel()
+        if exc_type is asyncio.CancelledError and self.expired:
+            uncancel = getattr(self._task, "uncancel", None)  # Python >= 3.11
+            if uncancel is not None:
+                uncancel()
+            return True
+        return False
+
+
 @dataclass(frozen=True)
 class Limits:
     max_body_bytes: int = MAX_BODY_BYTES
@@ -238,7 +267,8 @@ async def _discard(read: BodyReader, length: int, limits: Limits) -> None:
                 pass
 
     if length <= _DRAIN_FACTOR * limits.max_body_bytes:
-        await within(drain(), limits.body_timeout)
+        with Deadline(limits.body_timeout):
+            await drain()
 
 
 async def handle_callback(
@@ -264,11 +294,13 @@ async def handle_callback(
     if length > limits.max_body_bytes or token is None or not verify_token(token):
         await _discard(read, length, limits)
         return 413 if length > limits.max_body_bytes else 404
+    body = b""
     try:
-        body = await within(_read_body(read, length), limits.body_timeout)
+        with Deadline(limits.body_timeout) as deadline:
+            body = await _read_body(read, length)
     except CallbackParseError:
         return 400
-    if body is None:
+    if deadline.expired:
         return 408
     if len(body) < length:
         raise ClientGone()

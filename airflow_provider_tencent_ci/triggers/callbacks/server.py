@@ -27,10 +27,10 @@ from urllib.parse import urlsplit
 
 import h11
 
-from airflow_provider_tencent_ci.triggers._asyncio import within
 from airflow_provider_tencent_ci.triggers.callbacks.core import (
     CallbackRouter,
     ClientGone,
+    Deadline,
     Limits,
     RateLimitedLog,
     handle_callback,
@@ -122,8 +122,10 @@ class H11Receiver:
         loop = asyncio.get_running_loop()
         http = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
         if probation:
-            first = await within(loop.sock_recv(conn, _RECV_BYTES), self.probation_seconds)
-            if first is None:
+            first = b""
+            with Deadline(self.probation_seconds) as probation_over:
+                first = await loop.sock_recv(conn, _RECV_BYTES)
+            if probation_over.expired:
                 self.refused_connections += 1
                 _refused.warning(
                     "CI callback listener: closed an idle connection (more than %d open from one client)",
@@ -150,14 +152,16 @@ class H11Receiver:
                 return b""
             raise ClientGone()
 
+        request = None
         try:
-            request = await within(next_event(), self.header_timeout)
+            with Deadline(self.header_timeout) as deadline:
+                request = await next_event()
         except h11.RemoteProtocolError as err:
             status = err.error_status_hint
         except ConnectionError:
             return
         else:
-            if request is None:
+            if deadline.expired:
                 status = 408
             elif not isinstance(request, h11.Request):
                 return  # closed before a request
@@ -192,5 +196,12 @@ class H11Receiver:
             )
         except h11.LocalProtocolError:
             return
-        with contextlib.suppress(OSError):
-            await within(asyncio.get_running_loop().sock_sendall(conn, data), self.limits.body_timeout)
+        try:
+            sent = conn.send(data)  # a short answer: almost always sent at once, without a wait
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return
+        if sent < len(data):
+            with contextlib.suppress(OSError), Deadline(self.limits.body_timeout):
+                await asyncio.get_running_loop().sock_sendall(conn, data[sent:])
