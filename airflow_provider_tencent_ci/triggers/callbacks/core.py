@@ -228,21 +228,26 @@ def token_from_path(path: str, base_path: str) -> str | None:
     return None
 
 
-def _content_length(headers: Iterable[tuple[str, str]]) -> int | str:
-    """The declared body length, or the status refusing the framing."""
+class _FramingRefused(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+def _content_length(headers: Iterable[tuple[str, str]]) -> int:
+    """The declared body length. :raises _FramingRefused: chunked, no length, differing or malformed lengths."""
     lengths: set[str] = set()
     for name, value in headers:
         name = name.lower()
         if name == "transfer-encoding":
-            return "411"
+            raise _FramingRefused(411)
         if name == "content-length":
             lengths.update(v.strip() for v in value.split(","))
     if not lengths:
-        return "411"
-    if len(lengths) != 1:
-        return "400"
-    (length,) = lengths
-    return int(length) if _LENGTH_RE.match(length) else "400"
+        raise _FramingRefused(411)
+    (length,) = lengths if len(lengths) == 1 else ("",)
+    if not _LENGTH_RE.match(length):
+        raise _FramingRefused(400)
+    return int(length)
 
 
 async def _read_body(read: BodyReader, limit: int) -> bytes:
@@ -287,9 +292,10 @@ async def handle_callback(
     """
     if method.upper() != "POST":
         return 405
-    length = _content_length(headers)
-    if isinstance(length, str):
-        return int(length)
+    try:
+        length = _content_length(headers)
+    except _FramingRefused as refused:
+        return refused.status
     token = token_from_path(path, base_path)
     if length > limits.max_body_bytes or token is None or not verify_token(token):
         await _discard(read, length, limits)
