@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import socket
 import sys
 import time
@@ -48,6 +49,9 @@ def configure_environment(callback_port: int, verbose: bool) -> None:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
         "AIRFLOW__CORE__FERNET_KEY": os.environ.get("AIRFLOW__CORE__FERNET_KEY", ""),
+        # Callback URLs need a token key; the demo makes one per run unless the shell sets it.
+        "AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY": os.environ.get("AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY")
+        or secrets.token_urlsafe(32),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO" if verbose else "WARNING",
         # The triggerer's CI callback listener (dag.test() runs triggers in this process).
         "AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_HOST": "127.0.0.1",

@@ -16,6 +16,8 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflow.db'}"
 os.environ.setdefault("AIRFLOW__CORE__FERNET_KEY", "")
+# CI callbacks need a token key (no key, no callback token): tests get one unless the environment sets its own.
+os.environ.setdefault("AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY", "tests-callback-token-key")
 # Tests never reach the real cloud: no proxy from the environment may redirect loopback traffic.
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 for _var in ("TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY", "TENCENTCLOUD_SESSION_TOKEN"):

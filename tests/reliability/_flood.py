@@ -17,8 +17,10 @@ from collections import Counter
 
 
 def body(job_id: str, state: str = "Success") -> bytes:
-    return (f"<Response><EventName>TaskFinish</EventName><JobsDetail><JobId>{job_id}</JobId><State>{state}</State>"
-            "</JobsDetail></Response>").encode()
+    return (
+        f"<Response><EventName>TaskFinish</EventName><JobsDetail><JobId>{job_id}</JobId><State>{state}</State>"
+        "</JobsDetail></Response>"
+    ).encode()
 
 
 async def post(port: int, path: str, payload: bytes) -> int:
@@ -27,8 +29,11 @@ async def post(port: int, path: str, payload: bytes) -> int:
     except (OSError, asyncio.TimeoutError):
         return -1
     try:
-        writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/xml\r\n"
-                     f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/xml\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), 10)
         return int(line.split()[1]) if line else 0

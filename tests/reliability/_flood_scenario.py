@@ -29,8 +29,14 @@ def run_flood(emu: Any, conn_id: str, monkeypatch: pytest.MonkeyPatch, rate: int
         nonce = cl.new_nonce()
         token = cl.token_for_nonce(nonce)
         job_id = _jobs.submit(conn_id, emu, "in/flood.mp4", "out/flood.png", cl.callback_url(token))
-        trigger = CIJobCallbackTrigger(job_id=job_id, bucket=FULL_BUCKET, tencentcloud_conn_id=conn_id,
-                                       poll_interval=600, end_time=time.time() + seconds + 120, callback_nonce=nonce)
+        trigger = CIJobCallbackTrigger(
+            job_id=job_id,
+            bucket=FULL_BUCKET,
+            tencentcloud_conn_id=conn_id,
+            poll_interval=600,
+            end_time=time.time() + seconds + 120,
+            callback_nonce=nonce,
+        )
         result: dict[str, Any] = {}
 
         async def scenario() -> list[Any]:
@@ -45,9 +51,18 @@ def run_flood(emu: Any, conn_id: str, monkeypatch: pytest.MonkeyPatch, rate: int
             await asyncio.sleep(0.5)
             rss_before = rss_kib()
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tests.reliability._flood", str(listener.port), str(rate), str(seconds),
-                f"/{cl.new_nonce()}.{'B' * 32}", f"/{token}", f"/{cl.token_for_nonce(cl.new_nonce())}", job_id,
-                cwd=str(REPO), stdout=asyncio.subprocess.PIPE,
+                sys.executable,
+                "-m",
+                "tests.reliability._flood",
+                str(listener.port),
+                str(rate),
+                str(seconds),
+                f"/{cl.new_nonce()}.{'B' * 32}",
+                f"/{token}",
+                f"/{cl.token_for_nonce(cl.new_nonce())}",
+                job_id,
+                cwd=str(REPO),
+                stdout=asyncio.subprocess.PIPE,
             )
             out, _ = await proc.communicate()
             result.update(json.loads(out.decode().strip().splitlines()[-1]))
@@ -59,7 +74,7 @@ def run_flood(emu: Any, conn_id: str, monkeypatch: pytest.MonkeyPatch, rate: int
             return events
 
         events = asyncio.run(scenario())
-        result["early_buffer_tokens"] = len(listener._early)
+        result["early_buffer_tokens"] = len(listener.router.early)
     result["final_events"] = len(events)
     result["final_status"] = events[0].payload["status"] if events else None
     result["jobs_in_emulator"] = len(emu.jobs)

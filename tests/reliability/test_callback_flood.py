@@ -15,6 +15,9 @@ from tests.reliability._flood_scenario import check_flood, run_flood
 
 def test_callback_flood_short(emu: Any, fast_conn: str, monkeypatch: pytest.MonkeyPatch, figures: Any) -> None:
     result = run_flood(emu, fast_conn, monkeypatch, rate=1000, seconds=2.0)
-    figures.record("callback listener: flood 1000/s x 2 s", **{k: v for k, v in result.items() if k != "statuses"},
-                   answered=sum(result["statuses"].values()))
+    figures.record(
+        "callback listener: flood 1000/s x 2 s",
+        **{k: v for k, v in result.items() if k != "statuses"},
+        answered=sum(result["statuses"].values()),
+    )
     check_flood(result)

@@ -61,14 +61,23 @@ def forged_xml(job_id: str, state: str = "Success") -> bytes:
     ).encode()
 
 
-async def raw_post(port: int, path: str, body: bytes, content_type: str = "application/xml",
-                   extra_headers: str = "", declared_length: int | None = None, timeout: float = 10.0) -> int:
+async def raw_post(
+    port: int,
+    path: str,
+    body: bytes,
+    content_type: str = "application/xml",
+    extra_headers: str = "",
+    declared_length: int | None = None,
+    timeout: float = 10.0,
+) -> int:
     """POST over a raw socket (full control of the bytes); returns the status code, 0 if the server just closed."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         length = len(body) if declared_length is None else declared_length
-        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {length}\r\n{extra_headers}\r\n")
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {length}\r\n{extra_headers}\r\n"
+        )
         writer.write(head.encode() + body)
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), timeout)
@@ -118,8 +127,9 @@ def test_listener_survives_hostile_callbacks_and_completes_only_the_real_one(
         # Job B finishes normally first: its real callback body is what an attacker would replay.
         nonce_b = cl.new_nonce()
         job_b = _jobs.submit(fast_conn, emu, "in/b.mp4", "out/b.png", cl.callback_url(cl.token_for_nonce(nonce_b)))
-        assert _jobs.wait_until(lambda: any(c["job_id"] == job_b and c.get("status") == 200
-                                            for c in emu.callbacks_sent), 60)
+        assert _jobs.wait_until(
+            lambda: any(c["job_id"] == job_b and c.get("status") == 200 for c in emu.callbacks_sent), 60
+        )
         replay_body = next(c["body"] for c in emu.callbacks_sent if c["job_id"] == job_b).encode()
         # Job A is the one our trigger waits for; it is held Running until we release it.
         emu.set_job_timing(0.0, 3600)
@@ -127,8 +137,14 @@ def test_listener_survives_hostile_callbacks_and_completes_only_the_real_one(
         token = cl.token_for_nonce(nonce)
         job_a = _jobs.submit(fast_conn, emu, "in/a.mp4", "out/a.png", cl.callback_url(token))
         path = f"/{token}"
-        trigger = CIJobCallbackTrigger(job_id=job_a, bucket=FULL_BUCKET, tencentcloud_conn_id=fast_conn,
-                                       poll_interval=300, end_time=time.time() + 120, callback_nonce=nonce)
+        trigger = CIJobCallbackTrigger(
+            job_id=job_a,
+            bucket=FULL_BUCKET,
+            tencentcloud_conn_id=fast_conn,
+            poll_interval=300,
+            end_time=time.time() + 120,
+            callback_nonce=nonce,
+        )
         statuses: dict[str, Any] = {}
         rss_before = rss_kib()
 
@@ -148,26 +164,31 @@ def test_listener_survives_hostile_callbacks_and_completes_only_the_real_one(
             statuses["no_token"] = await raw_post(port, "/", forged)
             statuses["forged_state"] = await raw_post(port, path, forged)
             statuses["forged_failed_json"] = await raw_post(
-                port, path, b'{"EventName":"TaskFinish","JobsDetail":{"JobId":"%s","State":"Failed"}}'
-                % job_a.encode(), "application/json")
+                port,
+                path,
+                b'{"EventName":"TaskFinish","JobsDetail":{"JobId":"%s","State":"Failed"}}' % job_a.encode(),
+                "application/json",
+            )
             statuses["replay_other_job"] = await raw_post(port, path, replay_body)
             statuses["malformed_xml"] = await raw_post(port, path, b"<Response><JobsDetail><JobId>")
             statuses["malformed_json"] = await raw_post(port, path, b'{"JobsDetail": [', "application/json")
-            statuses["json_wrong_shape"] = await raw_post(port, path, b'[1, 2, 3]', "application/json")
+            statuses["json_wrong_shape"] = await raw_post(port, path, b"[1, 2, 3]", "application/json")
             statuses["xml_bomb"] = await raw_post(port, path, BOMB.replace(b"JOBID", job_a.encode()))
             statuses["xxe_file"] = await raw_post(port, path, XXE.replace(b"JOBID", job_a.encode()))
             statuses["xxe_parameter_entity"] = await raw_post(port, path, XXE_PARAM.replace(b"JOBID", job_a.encode()))
             statuses["over_size_cap"] = await raw_post(port, path, b"<Response>" + b"x" * (65 * 1024) + b"</Response>")
             statuses["huge_declared_length"] = await raw_post(port, path, b"", declared_length=10**12)
             statuses["chunked"] = await raw_post(
-                port, path, b"5\r\nhello\r\n0\r\n\r\n", extra_headers="Transfer-Encoding: chunked\r\n")
+                port, path, b"5\r\nhello\r\n0\r\n\r\n", extra_headers="Transfer-Encoding: chunked\r\n"
+            )
             statuses["get_method"] = await _get(port, path)
             statuses["short_body_stall"] = await raw_post(port, path, b"<Resp", declared_length=100)
             # Slowloris: 50 connections trickling bytes; good callbacks must still be answered meanwhile.
             slow = [asyncio.create_task(slowloris(port, path, 5.0)) for _ in range(50)]
             await asyncio.sleep(0.2)
-            good_during = [await raw_post(port, f"/{cl.token_for_nonce(cl.new_nonce())}", forged_xml("x" * 33))
-                           for _ in range(5)]
+            good_during = [
+                await raw_post(port, f"/{cl.token_for_nonce(cl.new_nonce())}", forged_xml("x" * 33)) for _ in range(5)
+            ]
             statuses["good_during_slowloris"] = good_during
             slow_results = await asyncio.gather(*slow)
             statuses["slowloris"] = sorted({s for s, _ in slow_results})
@@ -188,8 +209,7 @@ def test_listener_survives_hostile_callbacks_and_completes_only_the_real_one(
     assert statuses["forged_state"] == 200  # routed, but only a hint
     assert statuses["forged_failed_json"] == 200
     assert statuses["replay_other_job"] == 200
-    for name in ("malformed_xml", "malformed_json", "json_wrong_shape", "xml_bomb", "xxe_file",
-                 "xxe_parameter_entity"):
+    for name in ("malformed_xml", "malformed_json", "json_wrong_shape", "xml_bomb", "xxe_file", "xxe_parameter_entity"):
         assert statuses[name] == 400, (name, statuses[name])
     assert statuses["over_size_cap"] == 413
     assert statuses["huge_declared_length"] == 413
@@ -228,32 +248,69 @@ async def _get(port: int, path: str) -> int:
         writer.close()
 
 
-def test_unkeyed_listener_buffer_is_bounded_in_bytes(monkeypatch: pytest.MonkeyPatch, figures: Any) -> None:
-    """Without a token key every well-formed token is accepted, and callbacks for tokens nobody waits for are
-    buffered (a callback may beat its trigger). Flooding distinct tokens with bodies near the size cap must not
-    grow memory without bound: the buffer must be capped in bytes, not only in tokens x messages."""
+def test_unkeyed_listener_accepts_nothing(monkeypatch: pytest.MonkeyPatch, figures: Any) -> None:
+    """Without a token key there is no usable token: building one fails with a clear error naming the setting, and
+    the listener refuses every request (before, the nonce itself was the token and anything well formed was
+    accepted and buffered)."""
     from airflow_provider_tencent_ci.triggers import callback_listener as cl
 
-    monkeypatch.delenv("AIRFLOW__CORE__FERNET_KEY", raising=False)
     monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "")
     with _jobs.private_listener(monkeypatch, token_key=None) as listener:
         assert cl._token_key() is None
-        filler = "m" * (1024 * 1024 - 400)
+        for build in (lambda: cl.token_for_nonce(cl.new_nonce()), lambda: cl.channel_token("svb")):
+            with pytest.raises(cl.CallbackTokenKeyError, match=r"\[tencent_ci\] callback_token_key.*fernet_key"):
+                build()
+        body = forged_xml("a" + "0" * 32)
+
+        async def flood() -> list[int]:
+            paths = [f"/{cl.new_nonce()}", f"/{uuid.uuid4().hex}", "/ch-svb-0000000000000000"]
+            return [await raw_post(listener.port, paths[n % 3], body) for n in range(30)]
+
+        statuses = asyncio.run(flood())
+        assert not asyncio.run(cl.ensure_listener()) or cl._INSTANCE is listener
+    figures.record(
+        "callback listener: no token key",
+        requests=len(statuses),
+        accepted=statuses.count(200),
+        buffered=listener.buffered,
+    )
+    assert statuses == [404] * 30
+    assert listener.buffered == 0 and not listener.router.early
+
+
+def test_early_buffer_is_bounded_by_what_parsing_makes(monkeypatch: pytest.MonkeyPatch, figures: Any) -> None:
+    """Callbacks for tokens nobody waits for are buffered (a callback may beat its trigger). Bodies of tiny
+    elements parse into far more memory than their bytes (40 x 1 MiB made +140 MiB when the buffer counted body
+    bytes): the buffer must be capped by the estimated size of the parsed messages. (Bodies of 200 KiB keep the
+    test fast; a 1 MiB body of tiny elements alone exceeds the cap and is not buffered at all.)"""
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+
+    with _jobs.private_listener(monkeypatch) as listener:
+        filler = "".join(f"<e{n}/>" for n in range(20_000))  # distinct names: one dict entry each
         body = forged_xml("a" + "0" * 32).replace(b"<Message></Message>", f"<Message>{filler}</Message>".encode())
-        assert len(body) < listener.max_body_bytes
+        message = cl.parse_callback(body)
+        assert message.cost > 8 * len(body)  # what it holds in memory, not its bytes
+        # Counted by body bytes, all 40 would fit under the cap.
+        assert 40 * len(body) < listener.router.early_max_bytes < 40 * message.cost
+        gc.collect()
         before = rss_kib()
 
         async def flood() -> list[int]:
-            return [await raw_post(listener.port, f"/{uuid.uuid4().hex}", body) for _ in range(150)]
+            return [await raw_post(listener.port, f"/{cl.token_for_nonce(cl.new_nonce())}", body) for _ in range(40)]
 
         statuses = asyncio.run(flood())
+        gc.collect()
         growth_mib = (rss_kib() - before) / 1024
-    figures.record("callback listener: unkeyed early-buffer flood (150 x 1 MiB)",
-                   accepted=statuses.count(200), rss_growth_mib=round(growth_mib, 1))
-    bounded = growth_mib < 64
-    # Collect now: finalizers of the listener's abandoned connection tasks must not run inside pytest's report
-    # formatting (CPython 3.11's ast.parse fails with "AST constructor recursion depth mismatch" when a GC
-    # finalizer logs during parsing).
-    gc.collect()
-    assert bounded, f"the early buffer grew memory by {growth_mib:.0f} MiB for 150 x 1 MiB callbacks"
-    assert listener._early_bytes <= listener.early_max_bytes
+        buffered_tokens = len(listener.router.early)
+        estimate = listener.router.early_bytes
+    figures.record(
+        "callback listener: early-buffer flood (40 x 200 KiB of tiny elements)",
+        accepted=statuses.count(200),
+        buffered_tokens=buffered_tokens,
+        buffered_estimate_mib=round(estimate / 2**20, 1),
+        rss_growth_mib=round(growth_mib, 1),
+    )
+    assert statuses == [200] * 40
+    assert estimate <= listener.router.early_max_bytes
+    assert 0 < buffered_tokens < 40  # the oldest were dropped to stay under the cap
+    assert growth_mib < 64, f"the early buffer grew memory by {growth_mib:.0f} MiB for 40 callbacks"

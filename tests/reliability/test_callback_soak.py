@@ -17,6 +17,9 @@ pytestmark = [
 
 def test_callback_flood_soak(emu: Any, fast_conn: str, monkeypatch: pytest.MonkeyPatch, figures: Any) -> None:
     result = run_flood(emu, fast_conn, monkeypatch, rate=1000, seconds=10.0)
-    figures.record("callback listener: soak 1000/s x 10 s", **{k: v for k, v in result.items() if k != "statuses"},
-                   answered=sum(result["statuses"].values()))
+    figures.record(
+        "callback listener: soak 1000/s x 10 s",
+        **{k: v for k, v in result.items() if k != "statuses"},
+        answered=sum(result["statuses"].values()),
+    )
     check_flood(result)

@@ -198,8 +198,12 @@ async def test_listener_refuses_malformed_requests_and_keeps_serving(listener: c
     garbage = await _raw(listener.port, b"\x00\x01garbage\r\n\r\n")
     assert garbage.startswith(b"HTTP/1.1 400")
     # Still serving: a well-formed JSON callback (single object, numbers as numbers) is accepted and buffered.
-    body = json.dumps({"EventName": "TaskFinish", "JobsDetail": {"JobId": "a" + "2" * 32, "State": "Success",
-                                                                "Operation": {"JobLevel": 1}}})
+    body = json.dumps(
+        {
+            "EventName": "TaskFinish",
+            "JobsDetail": {"JobId": "a" + "2" * 32, "State": "Success", "Operation": {"JobLevel": 1}},
+        }
+    )
     assert (await post(url, body, "application/json")).status_code == 200
 
 
@@ -207,7 +211,8 @@ async def test_listener_read_timeout(listener: cl.CallbackListener) -> None:
     slow = cl.CallbackListener("127.0.0.1", 0, read_timeout=0.3).start()
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", slow.port)
-        writer.write(b"POST /x HTTP/1.1\r\nContent-Length: 100\r\n\r\npartial")
+        token = cl.token_for_nonce(cl.new_nonce())
+        writer.write(f"POST /{token} HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\npartial".encode())
         await writer.drain()
         answer = await asyncio.wait_for(reader.read(), 5)
         writer.close()
@@ -220,8 +225,9 @@ def test_parse_callback_shapes() -> None:
     xml = cl.parse_callback(xml_callback("a1", "Success").encode())
     assert xml.fmt == "XML" and xml.event_name == "TaskFinish" and xml.jobs[0]["JobId"] == "a1"
     as_list = cl.parse_callback(
-        json.dumps({"EventName": "WorkflowFinish", "JobsDetail": [{"JobId": "a2", "State": "Failed", "Code": 7}]})
-        .encode(),
+        json.dumps(
+            {"EventName": "WorkflowFinish", "JobsDetail": [{"JobId": "a2", "State": "Failed", "Code": 7}]}
+        ).encode(),
         "application/json",
     )
     assert as_list.event_name == "WorkflowFinish" and as_list.jobs[0]["Code"] == "7"

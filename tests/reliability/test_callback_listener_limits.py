@@ -1,0 +1,218 @@
+"""The listener's own limits: idle connections cannot starve the process, strict framing and paths, deep nesting
+answered 400 without a traceback, a warning when CI would be told a loopback address, and ``ensure_listener``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.reliability import _jobs
+from tests.reliability.test_callback_listener_hostile import forged_xml, raw_post
+
+REPO = Path(__file__).resolve().parents[2]
+IDLE_CLIENTS = 300
+LISTENER_LOGGERS = "airflow_provider_tencent_ci.triggers"
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _post_from(source_ip: str, port: int, path: str, body: bytes, timeout: float = 10.0) -> int:
+    """A POST from another loopback address (Linux routes all of 127/8 to lo): another client as the server sees it."""
+    with socket.socket() as sock:
+        sock.settimeout(timeout)
+        sock.bind((source_ip, 0))
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        line = sock.makefile("rb").readline()
+    return int(line.split()[1]) if line else 0
+
+
+def test_idle_connections_do_not_starve_the_process(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, figures: Any
+) -> None:
+    """300 idle sockets (the red-team run: 256 descriptors, 300 idle sockets, no socket or file could be opened
+    any more, about 15,000 accept-error lines). With a descriptor limit that leaves room for the listener's cap
+    and little more, a valid callback is still served, the process can still open a file and a socket, and the
+    log has a few lines about it."""
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+
+    caplog.set_level(logging.INFO, logger=LISTENER_LOGGERS)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with _jobs.private_listener(monkeypatch) as listener:
+        cap = listener.receiver.max_connections
+        assert cap < IDLE_CLIENTS
+        idle = subprocess.Popen(
+            [sys.executable, "-m", "tests.reliability._idle_clients", str(listener.port), str(IDLE_CLIENTS)],
+            cwd=str(REPO),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        try:
+            limit = _open_fds() + cap + 48
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit, hard), hard))
+            try:
+                assert idle.stdout is not None
+                assert idle.stdout.readline().decode().strip() == f"connected {IDLE_CLIENTS}"
+                assert _jobs.wait_until(lambda: listener.receiver.peak_connections >= cap, 10)
+                # Another client (CI) still gets its callback through while the idle sockets are open.
+                status = _post_from(
+                    "127.0.0.2", listener.port, f"/{cl.token_for_nonce(cl.new_nonce())}", forged_xml("a" + "3" * 32)
+                )
+                with tempfile.TemporaryFile() as fh, socket.socket() as sock:
+                    fh.write(b"the process can still open files")
+                    sock.bind(("127.0.0.1", 0))
+                fds_during = _open_fds()
+            finally:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        finally:
+            idle.stdin.close()  # type: ignore[union-attr]
+            idle.wait(10)
+        peak = listener.receiver.peak_connections
+        refused = listener.receiver.refused_connections
+    lines = [r for r in caplog.records if r.name.startswith(LISTENER_LOGGERS) and r.levelno >= logging.WARNING]
+    figures.record(
+        "callback listener: 300 idle connections",
+        connection_cap=cap,
+        peak_connections=peak,
+        idle_closed_early=refused,
+        valid_callback_status=status,
+        fds_during=fds_during,
+        fd_limit=limit,
+        log_lines=len(lines),
+    )
+    assert status == 200
+    assert peak <= cap
+    assert refused > 0  # idle sockets beyond the per-client allowance were closed early
+    assert len(lines) <= 5, [r.getMessage() for r in lines]
+
+
+def test_framing_paths_and_formats_over_http(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+
+    caplog.set_level(logging.INFO, logger=LISTENER_LOGGERS)
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY", _jobs.TOKEN_KEY)
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_BASE_URL", "https://callbacks.example.com/tencent-ci/cb")
+    listener = cl.CallbackListener("127.0.0.1", 0, read_timeout=2.0).start()
+    try:
+        port, token = listener.port, cl.token_for_nonce(cl.new_nonce())
+        good = forged_xml("a" + "4" * 32)
+        deep_xml = b"<Response><JobsDetail>" + b"<a>" * 5000 + b"</a>" * 5000 + b"</JobsDetail></Response>"
+        deep_json = b'{"JobsDetail": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+        json_body = json.dumps(
+            {"EventName": "TaskFinish", "JobsDetail": {"JobId": "a" + "5" * 32, "State": "Success"}}
+        ).encode()
+
+        async def scenario() -> dict[str, int]:
+            n = len(good)
+            return {
+                "base_path": await raw_post(port, f"/tencent-ci/cb/{token}", good),
+                "bare": await raw_post(port, f"/{token}", good),
+                "other_prefix": await raw_post(port, f"/anything/{token}", good),
+                "prefix_of_base": await raw_post(port, f"/tencent-ci/{token}", good),
+                "differing_lengths": await raw_post(port, f"/{token}", good, extra_headers="Content-Length: 5\r\n"),
+                "plus_length": await _plus_length(port, token, good),
+                "same_length_twice": await raw_post(port, f"/{token}", good, extra_headers=f"Content-Length: {n}\r\n"),
+                "deep_xml": await raw_post(port, f"/{token}", deep_xml),
+                "deep_json": await raw_post(port, f"/{token}", deep_json, "application/json"),
+                "json_as_xml": await raw_post(port, f"/{token}", json_body, "application/xml"),
+                "xml_as_json": await raw_post(port, f"/{token}", good, "application/json"),
+                "no_host": await _no_host(port, token, good),
+            }
+
+        statuses = asyncio.run(scenario())
+    finally:
+        listener.stop()
+    assert statuses == {
+        "base_path": 200,
+        "bare": 200,
+        "other_prefix": 404,
+        "prefix_of_base": 404,
+        "differing_lengths": 400,
+        "plus_length": 400,
+        "same_length_twice": 200,
+        "deep_xml": 400,
+        "deep_json": 400,
+        "json_as_xml": 200,
+        "xml_as_json": 200,
+        "no_host": 400,
+    }
+    assert not [r for r in caplog.records if r.exc_info], "a refused request logged a traceback"
+    assert listener.responses.get(500, 0) == 0
+
+
+async def _plus_length(port: int, token: str, body: bytes) -> int:
+    return await _raw_status(
+        port, f"POST /{token} HTTP/1.1\r\nHost: x\r\nContent-Length: +{len(body)}\r\n\r\n".encode() + body
+    )
+
+
+async def _no_host(port: int, token: str, body: bytes) -> int:
+    return await _raw_status(port, f"POST /{token} HTTP/1.1\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+
+
+async def _raw_status(port: int, data: bytes) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 10)
+        return int(line.split()[1]) if line else 0
+    finally:
+        writer.close()
+
+
+def test_wildcard_host_without_base_url_warns_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from airflow_provider_tencent_ci.triggers.callbacks import tokens
+
+    caplog.set_level(logging.WARNING, logger=LISTENER_LOGGERS)
+    monkeypatch.setattr(tokens, "_warned_wildcard", False)
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_HOST", "0.0.0.0")
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_PORT", "8799")
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_BASE_URL", "")
+    assert [tokens.callback_base_url() for _ in range(3)] == ["http://127.0.0.1:8799"] * 3
+    warnings = [r.getMessage() for r in caplog.records if "callback_base_url" in r.getMessage()]
+    assert len(warnings) == 1 and "0.0.0.0" in warnings[0] and "127.0.0.1" in warnings[0]
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_HOST", "127.0.0.1")
+    monkeypatch.setattr(tokens, "_warned_wildcard", False)
+    tokens.callback_base_url()
+    assert len([r for r in caplog.records if "callback_base_url" in r.getMessage()]) == 1
+
+
+def test_ensure_listener_is_idempotent_and_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_HOST", "127.0.0.1")
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_PORT", str(_jobs.free_port()))
+    cl.reset_listener()
+    try:
+        monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY", "")
+        monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "")
+        assert asyncio.run(cl.ensure_listener()) is None
+        assert cl._INSTANCE is None  # nothing could be accepted without a key: no port is opened
+
+        monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY", _jobs.TOKEN_KEY)
+
+        async def many() -> list[Any]:
+            return list(await asyncio.gather(*(cl.ensure_listener() for _ in range(8))))
+
+        first = asyncio.run(many())
+        again = asyncio.run(cl.ensure_listener())  # another loop (dag.test() runs each trigger in its own)
+        assert first[0] is not None and first[0].running
+        assert all(listener is first[0] for listener in first) and again is first[0]
+    finally:
+        cl.reset_listener()
