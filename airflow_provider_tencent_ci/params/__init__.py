@@ -23,7 +23,7 @@ from airflow_provider_tencent_ci.validation import is_unresolved
 
 Check = Callable[[str, Any], Any]  # (parameter name, value) -> the value normalised; raises on a broken rule
 
-PROVIDER = "provider (not a Tencent parameter)"
+PROVIDER = "provider"  # a parameter of this provider, not of a Tencent API
 
 
 @dataclass(frozen=True)
