@@ -44,17 +44,40 @@ def base64_size(n: int) -> int:
     return 4 * ((n + 2) // 3)
 
 
+# Our own cap on what auto_resize downloads and decodes (not a BDA limit: BDA takes at most 5 MiB of base64).
+AUTO_RESIZE_MAX_BYTES = 64 * 1024 * 1024
+
+
+def check_object_size(param: str, source: str, size: int | None, *, auto_resize: bool) -> None:
+    """Refuse a COS source from its HEAD, before downloading it, when its size already breaks the limits."""
+    if size is None:
+        return
+    if not auto_resize and base64_size(size) > BDA_MAX_BASE64_BYTES:
+        rule = f"is {base64_size(size)} bytes in base64; must be <= {BDA_MAX_BASE64_BYTES} (or set auto_resize=True)"
+        raise ParameterValidationError(param, source, rule)
+    if auto_resize and size > AUTO_RESIZE_MAX_BYTES:
+        raise ParameterValidationError(
+            param, source, f"is {size} bytes; auto_resize reads at most {AUTO_RESIZE_MAX_BYTES}"
+        )
+
+
 def prepare_image(param: str, source: str, data: bytes, *, auto_resize: bool) -> tuple[bytes, bool]:
     """Check the documented input limits; with ``auto_resize`` downscale to fit. Returns (bytes, resized).
 
-    Raises ParameterValidationError naming ``param`` (the source parameter), the source and the broken rule.
+    Format and dimensions come from the image header (Pillow opens lazily): an image over the limits is refused
+    without decoding its pixels, and ``auto_resize`` never decodes more than Pillow's bomb limit
+    (``Image.MAX_IMAGE_PIXELS``). Raises ParameterValidationError naming ``param`` (the source parameter), the source
+    and the broken rule.
     """
     from PIL import Image, UnidentifiedImageError
 
     formats = "PNG, JPG/JPEG or BMP"
     try:
-        img = Image.open(io.BytesIO(data))
-        img.load()
+        img = Image.open(io.BytesIO(data))  # reads the header only
+    except Image.DecompressionBombError as exc:
+        raise ParameterValidationError(
+            param, source, f"is larger than Pillow's decompression-bomb limit ({exc})"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise ParameterValidationError(param, source, f"must be a {formats} image (not decodable)") from None
     if img.format == "GIF":
@@ -66,6 +89,7 @@ def prepare_image(param: str, source: str, data: bytes, *, auto_resize: bool) ->
     too_big = width >= limit or height >= limit
     too_heavy = base64_size(len(data)) > BDA_MAX_BASE64_BYTES
     if not too_big and not too_heavy:
+        _decode(param, source, img, formats)  # bounded: < 2000x2000
         return data, False
     if not auto_resize:
         if too_big:
@@ -76,7 +100,32 @@ def prepare_image(param: str, source: str, data: bytes, *, auto_resize: bool) ->
                 "(or set auto_resize=True)"
             )
         raise ParameterValidationError(param, source, rule)
-    return _shrink(img), True
+    bomb = Image.MAX_IMAGE_PIXELS
+    if bomb is not None and width * height > bomb:
+        rule = f"is {width}x{height}; auto_resize decodes at most {bomb} pixels (Pillow's decompression-bomb limit)"
+        raise ParameterValidationError(param, source, rule)
+    _decode(param, source, img, formats)
+    return _shrink(_upright_8bit(img)), True
+
+
+def _decode(param: str, source: str, img: Any, formats: str) -> None:
+    try:
+        img.load()
+    except (OSError, ValueError):
+        raise ParameterValidationError(param, source, f"must be a {formats} image (not decodable)") from None
+
+
+def _upright_8bit(img: Any) -> Any:
+    """EXIF orientation applied (else BDA gets the photo sideways) and 16/32-bit samples scaled to 8 bits (a plain
+    convert clips them: a 16-bit grayscale comes out almost white)."""
+    from PIL import ImageOps
+
+    img = ImageOps.exif_transpose(img)
+    if img.mode.startswith("I;16") or img.mode == "I":
+        img = img.convert("I").point(lambda v: v * (1 / 256)).convert("L")
+    elif img.mode == "F":
+        img = img.convert("L")
+    return img
 
 
 def _shrink(img: Any) -> bytes:
@@ -211,14 +260,17 @@ class SegmentPortraitPartsOperator(ImageOperatorBase):
         if item.kind == "url":
             result = self.bda_hook.segment_customized_portrait_pic(self._checked["parts"], url=item.url)
         else:
+            auto_resize = bool(self._checked.get("auto_resize"))
+            param = self._source_param(item)
             if item.kind == "local":
+                check_object_size(param, item.label, os.path.getsize(item.path or ""), auto_resize=auto_resize)
                 with open(item.path or "", "rb") as fh:
                     data = fh.read()
-            else:
+            else:  # HEAD first: an object over the limits is never downloaded
+                head = self.hook.head_object(item.bucket or "", item.key or "")
+                check_object_size(param, item.label, (head or {}).get("Content-Length"), auto_resize=auto_resize)
                 data = self.hook.get_object_bytes(item.bucket or "", item.key or "")
-            data, resized = prepare_image(
-                self._source_param(item), item.label, data, auto_resize=bool(self._checked.get("auto_resize"))
-            )
+            data, resized = prepare_image(param, item.label, data, auto_resize=auto_resize)
             image_b64 = base64.b64encode(data).decode("ascii")
             del data
             result = self.bda_hook.segment_customized_portrait_pic(self._checked["parts"], image_base64=image_b64)
