@@ -113,6 +113,9 @@ OUTPUT_PLACEHOLDERS: dict[str, str] = {
 }
 # Placeholders that differ between sources; a template for many sources must use one of them.
 OUTPUT_PLACEHOLDERS_PER_ITEM = ("key", "name", "stem")
+# User metadata (x-cos-meta-source) on every output the provider writes itself: which source it was made from, so an
+# output that belongs to another source (two mapped tasks, one template) is neither skipped nor overwritten.
+OUTPUT_SOURCE_METADATA = "source"
 IMAGE_MAX_CONCURRENCY_DEFAULT = 8
 IMAGE_MAX_CONCURRENCY_LIMIT = 256
 # SegmentVideoBody parameter applicability (from the SubmitJob document): BackgroundRed/Green/Blue only take

@@ -32,8 +32,9 @@ from datetime import datetime, timezone
 from glob import escape as glob_escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
+from airflow_provider_tencent_ci.constants import OUTPUT_SOURCE_METADATA
 from airflow_provider_tencent_ci.exceptions import (
     ParameterValidationError,
     TencentCloudError,
@@ -218,12 +219,24 @@ def is_fresh(output_mtime: datetime | None, source_time: datetime | None) -> boo
     return output_mtime >= source_time.replace(microsecond=0)
 
 
-def cos_output_fresh(hook: CIHook, bucket: str, key: str, item: SourceItem) -> dict[str, Any] | None:
-    """HEAD the output (and the source when needed): the output's HEAD when it can be reused, else None."""
-    head = hook.head_object(bucket, key)
+def cos_output_fresh(hook: CIHook, head: dict[str, Any] | None, item: SourceItem) -> dict[str, Any] | None:
+    """The output's HEAD when it can be reused (not older than its source, HEADed when needed), else None."""
     if not head:
         return None
     return head if is_fresh(head.get("Last-Modified"), source_mtime(hook, item)) else None
+
+
+def source_tag(item: SourceItem) -> str:
+    """The item as an ``x-cos-meta-source`` value (HTTP headers carry ASCII: the label percent-encoded)."""
+    return quote(item.label, safe=":/")
+
+
+def check_output_owner(param: str, key: str, head: dict[str, Any] | None, item: SourceItem) -> None:
+    """An existing output recorded as made from another source fails the item, naming both sources."""
+    owner = (head or {}).get(f"x-cos-meta-{OUTPUT_SOURCE_METADATA}")
+    if owner and owner != source_tag(item):
+        rule = f"already holds the output of {unquote(owner)}; {item.label} maps to the same output"
+        raise ParameterValidationError(param, key, rule)
 
 
 def local_output_fresh(hook: CIHook, path: str, item: SourceItem) -> bool:

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.exceptions import AirflowException
 
 from airflow_provider_tencent_ci.common.times import aware_time_param
-from airflow_provider_tencent_ci.constants import DEFAULT_CONN_ID, IMAGE_MAX_CONCURRENCY_DEFAULT, IfExists
+from airflow_provider_tencent_ci.constants import (
+    DEFAULT_CONN_ID,
+    IMAGE_MAX_CONCURRENCY_DEFAULT,
+    OUTPUT_SOURCE_METADATA,
+    IfExists,
+)
 from airflow_provider_tencent_ci.exceptions import ParameterValidationError
 from airflow_provider_tencent_ci.links.cos import COSObjectLink, common_folder
 from airflow_provider_tencent_ci.operators import _batch
@@ -141,6 +146,16 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
             modified_after=aware_time_param("modified_after", self.modified_after),
             modified_before=aware_time_param("modified_before", self.modified_before),
         )
+
+    def _existing_output(self, param: str, bucket: str, key: str, item: SourceItem) -> dict[str, Any] | None:
+        """HEAD a COS output before the paid call; one recorded as another source's fails this item."""
+        head = self.hook.head_object(bucket, key)
+        _batch.check_output_owner(param, key, head, item)
+        return head
+
+    @staticmethod
+    def _source_metadata(item: SourceItem) -> dict[str, str]:
+        return {OUTPUT_SOURCE_METADATA: _batch.source_tag(item)}
 
     def _warm_up(self) -> None:
         """Build the connection and clients in the task thread; the pool threads then share them (the COS SDK

@@ -251,7 +251,12 @@ class SegmentPortraitPartsOperator(ImageOperatorBase):
                 doc.update({f"{role}_bucket": out_bucket, f"{role}_key": target})
             else:
                 doc[f"{role}_path"] = target
-        if self._skip_existing() and self._all_fresh(item, outputs, out_bucket, doc):
+        heads = {
+            role: self._existing_output(f"{role}_output_key", out_bucket or "", target, item)
+            for role, (kind, target) in outputs.items()
+            if kind == "cos"
+        }
+        if self._skip_existing() and self._all_fresh(item, outputs, heads, doc):
             doc.update(status="skipped", request_id=None, image_rects=None)
             return doc
 
@@ -281,7 +286,9 @@ class SegmentPortraitPartsOperator(ImageOperatorBase):
             payload = base64.b64decode(result.get(field) or "")
             if kind == "cos":
                 assert out_bucket is not None
-                put = self.hook.put_object(out_bucket, target, payload, content_type="image/png")
+                put = self.hook.put_object(
+                    out_bucket, target, payload, content_type="image/png", metadata=self._source_metadata(item)
+                )
                 doc.update(
                     {
                         f"{role}_etag": str(put.get("ETag") or "").strip('"') or None,
@@ -300,11 +307,15 @@ class SegmentPortraitPartsOperator(ImageOperatorBase):
         return doc
 
     def _all_fresh(
-        self, item: SourceItem, outputs: dict[str, tuple[str, str]], out_bucket: str | None, doc: dict[str, Any]
+        self,
+        item: SourceItem,
+        outputs: dict[str, tuple[str, str]],
+        heads: dict[str, dict[str, Any] | None],
+        doc: dict[str, Any],
     ) -> bool:
         for role, (kind, target) in outputs.items():
             if kind == "cos":
-                head = _batch.cos_output_fresh(self.hook, out_bucket or "", target, item)
+                head = _batch.cos_output_fresh(self.hook, heads.get(role), item)
                 if head is None:
                     return False
                 doc[f"{role}_etag"] = str(head.get("ETag") or "").strip('"') or None

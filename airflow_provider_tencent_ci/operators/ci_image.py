@@ -145,10 +145,9 @@ class BaseCIImageOperator(ImageOperatorBase):
         out_key = self._output_key(item)
         stored_key = self._fileid(out_key).lstrip("/")
         doc.update(output_bucket=out_bucket, output_key=stored_key)
-        if self._skip_existing():
-            head = _batch.cos_output_fresh(self.hook, out_bucket, stored_key, item)
-            if head is not None:
-                return self._skipped(doc, head)
+        head = self._existing_output("output_key", out_bucket, stored_key, item)
+        if self._skip_existing() and _batch.cos_output_fresh(self.hook, head, item) is not None:
+            return self._skipped(doc, head or {})
         if mode == ImageMode.CLOUD:
             result = self.hook.image_process(item.bucket or "", item.key or "", self._pic_operations(out_key))
         else:
@@ -193,10 +192,9 @@ class BaseCIImageOperator(ImageOperatorBase):
             out_bucket = self._out_bucket()
             out_key = _batch.cos_key(self._output_key(item))
             doc.update(output_bucket=out_bucket, output_key=out_key)
-            if skip:
-                head = _batch.cos_output_fresh(self.hook, out_bucket, out_key, item)
-                if head is not None:
-                    return self._skipped(doc, head)
+            head = self._existing_output("output_key", out_bucket, out_key, item)
+            if skip and _batch.cos_output_fresh(self.hook, head, item) is not None:
+                return self._skipped(doc, head or {})
         key = item.key if item.kind == "cos" else ""
         params = self.params_spec.wire(self._checked)
         response = self.hook.ci_process(
@@ -210,7 +208,9 @@ class BaseCIImageOperator(ImageOperatorBase):
             else:
                 assert out_bucket is not None and out_key is not None
                 with _batch.SpooledFile(_batch.chunks_of(response.iter_chunks())) as spool:
-                    put = self.hook.upload_file(out_bucket, out_key, spool.path, content_type=content_type)
+                    put = self.hook.upload_file(
+                        out_bucket, out_key, spool.path, content_type=content_type, metadata=self._source_metadata(item)
+                    )
                 doc.update(
                     status="processed",
                     location=self._location(out_bucket, out_key),

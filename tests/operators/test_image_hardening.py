@@ -179,7 +179,7 @@ def test_cos_object_over_the_limit_is_never_downloaded(tencent_conn: Any) -> Non
         )
     dr = run_dag(dag, logical_date=START)
     assert state(dr, "segment") == "failed"
-    assert emu.stats.count(operation="HeadObject") == 1
+    assert emu.stats.count(operation="HeadObject") == 2  # the output (whose is it?) and the source (its size)
     assert emu.stats.count(operation="GetObject") == 0
     assert paid(emu)["SegmentCustomizedPortraitPic"] == 0
 
@@ -209,3 +209,36 @@ def test_auto_resize_applies_exif_orientation() -> None:
     out = Image.open(io.BytesIO(data))
     assert resized
     assert out.height > out.width and max(out.size) < 2000, out.size
+
+
+# -- mapped instances never overwrite each other ---------------------------------------------------------------------
+@pytest.mark.parametrize("operator", ["bda", "download"])
+def test_mapped_instances_that_collide_fail_naming_both_sources(
+    tencent_conn: Any, operator: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    emu = tencent_conn
+    emu.put_object(BUCKET, "a/x.png", subject_png(32, (200, 30, 30)))
+    emu.put_object(BUCKET, "b/x.png", subject_png(32, (30, 30, 200)))
+    with DAG(f"hardening_collide_{operator}", schedule=None, start_date=START) as dag:
+        if operator == "bda":
+            SegmentPortraitPartsOperator.partial(
+                task_id="t", retries=2, parts=["Face"], bucket=BUCKET, portrait_output_key="collide/{stem}.png"
+            ).expand(source_key=["a/x.png", "b/x.png"])
+        else:
+            PortraitMattingOperator.partial(
+                task_id="t", retries=2, mode="download", bucket=BUCKET, output_key="collide/{stem}.png"
+            ).expand(source_key=["a/x.png", "b/x.png"])
+    dr = run_dag(dag, logical_date=START)
+    states = [state(dr, "t", i) for i in range(2)]
+    assert sorted(states) == ["failed", "success"], states  # whichever ran first owns the output
+    winner, loser = (0, 1) if states[0] == "success" else (1, 0)
+    sources = [f"cos://{BUCKET}/a/x.png", f"cos://{BUCKET}/b/x.png"]
+    assert dr.get_task_instance("t", map_index=loser).try_number == 1
+    assert sum(paid(emu).values()) == 1  # the second instance stopped before paying
+    assert emu.get_object(BUCKET, "collide/x.png").metadata.get("source") == sources[winner]
+    out, err = capfd.readouterr()  # the failed instance's log names both sources
+    assert f"already holds the output of {sources[winner]}; {sources[loser]} maps to" in out + err
+
+    dr = run_dag(dag, logical_date=START)  # a rerun redoes its own output, never the other's
+    assert [state(dr, "t", i) for i in range(2)] == states
+    assert emu.get_object(BUCKET, "collide/x.png").metadata.get("source") == sources[winner]
