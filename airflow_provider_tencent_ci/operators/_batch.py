@@ -280,8 +280,12 @@ class SpooledFile:
         self.path = ""
         self.size = 0
 
+    PREFIX = ".tencent-ci-"
+    STALE_AFTER_SECONDS = 24 * 3600  # a spool this old was left by a killed task (a live upload is far shorter)
+
     def __enter__(self) -> SpooledFile:
-        fd, self.path = tempfile.mkstemp(prefix=".tencent-ci-", suffix=TEMP_SUFFIX)
+        self.remove_stale()
+        fd, self.path = tempfile.mkstemp(prefix=self.PREFIX, suffix=TEMP_SUFFIX)
         try:
             with os.fdopen(fd, "wb") as fh:
                 for chunk in self.chunks:
@@ -294,6 +298,16 @@ class SpooledFile:
 
     def __exit__(self, *exc: object) -> None:
         Path(self.path).unlink(missing_ok=True)
+
+    @classmethod
+    def remove_stale(cls) -> None:
+        now = time.time()
+        for path in Path(tempfile.gettempdir()).glob(f"{cls.PREFIX}*{TEMP_SUFFIX}"):
+            try:
+                if now - path.stat().st_mtime > cls.STALE_AFTER_SECONDS:
+                    path.unlink()
+            except OSError:  # gone already, or another user's
+                continue
 
 
 # -- the concurrent runner ----------------------------------------------------------------------------------------

@@ -85,6 +85,26 @@ def test_write_atomic_removes_a_killed_runs_temp_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [".dog.png.0123abcd.part", "cat.png"]
 
 
+def test_spooled_file_removes_day_old_spools_of_killed_tasks() -> None:
+    import tempfile
+    import time
+
+    tmp = Path(tempfile.gettempdir())
+    old, fresh = tmp / ".tencent-ci-killed-test.part", tmp / ".tencent-ci-running-test.part"
+    for path in (old, fresh):
+        path.write_bytes(b"half")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(old, (two_days_ago, two_days_ago))
+    try:
+        with _batch.SpooledFile([b"abc"]) as spool:
+            assert Path(spool.path).name.startswith(".tencent-ci-") and spool.size == 3
+        assert not Path(spool.path).exists()
+        assert not old.exists() and fresh.exists()
+    finally:
+        old.unlink(missing_ok=True)
+        fresh.unlink(missing_ok=True)
+
+
 def test_upload_of_a_folder_skips_dotfiles_and_part_files(tencent_conn: Any, tmp_path: Path) -> None:
     emu = tencent_conn
     src = tmp_path / "photos"
