@@ -263,6 +263,10 @@ SVB_SPEC = ParamSpec(
         ),
         *CONNECTION_PARAMS,
         Param("use_callback_listener", check_bool, "a boolean", templated=False),
+        Param("wait_for_completion", check_bool, "a boolean", templated=False),
+        Param("deferrable", check_bool, "a boolean (default [operators] default_deferrable)", templated=False),
+        Param("fail_on_pause", check_bool, "a boolean", templated=False),
+        Param("cancel_on_kill", check_bool, "a boolean", templated=False),
         Param("poll_interval", check_positive_seconds, "> 0 seconds, finite, at most 366 days", templated=False),
         Param(
             "callback_fallback_poll_interval",
@@ -312,6 +316,7 @@ SENSOR_SPEC = ParamSpec(
         Param("bucket", check_non_empty_str, "a non-empty bucket name", SEED_SVB, required=True),
         *CONNECTION_PARAMS,
         Param("fail_on_pause", check_bool, "a boolean", templated=False),
+        Param("deferrable", check_bool, "a boolean (default [operators] default_deferrable)", templated=False),
     ),
 )
 
