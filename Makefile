@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-airflow-$(AIRFLOW_VERSION)
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench soak lint typecheck install clean
+.PHONY: demo test bench soak lint typecheck install clean docs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# docs/constraints.md from the parameter descriptions (airflow_provider_tencent_ci/params); the catalogue of bad values.
+docs: $(STAMP)
+	$(PY) -m airflow_provider_tencent_ci.params.docs docs/constraints.md
+	$(PY) -m tests.reliability.catalogue
 
 demo: $(STAMP)
 	$(PY) demo/run_demo.py

@@ -30,14 +30,9 @@ CENTER_LAYOUT_VALUES = (0, 1)
 # Face beauty (AIFaceBeauty)
 STRENGTH_MIN = 0.0
 STRENGTH_MAX = 1.0
-STRENGTH_DEFAULT = 0.5
 IGNORE_ERROR_VALUES = (0, 1)
-# Pic-Operations
-PIC_OPERATIONS_MAX_RULES = 5
 
 # BDA SegmentCustomizedPortraitPic
-BDA_SERVICE = "bda"
-BDA_API_VERSION = "2020-03-24"
 BDA_HOST = "bda.tencentcloudapi.com"
 BDA_REGIONS = ("ap-beijing", "ap-guangzhou", "ap-shanghai")
 SEGMENTATION_PARTS: tuple[str, ...] = (
@@ -94,7 +89,6 @@ USER_DATA_MAX_LEN = 1024
 CALLBACK_FORMATS = ("JSON", "XML")
 CALLBACK_TYPES = ("Url", "TDMQ")
 MQ_MODES = ("Queue", "Topic")
-CALLBACK_EVENTS = ("TaskFinish", "WorkflowFinish")
 JOB_LIST_MAX_SIZE = 100
 # The batch maximum of GET /jobs/<id1,...> is not documented: stay conservative.
 JOB_QUERY_BATCH_DEFAULT = 10
@@ -119,6 +113,9 @@ OUTPUT_PLACEHOLDERS: dict[str, str] = {
 }
 # Placeholders that differ between sources; a template for many sources must use one of them.
 OUTPUT_PLACEHOLDERS_PER_ITEM = ("key", "name", "stem")
+# User metadata (x-cos-meta-source) on every output the provider writes itself: which source it was made from, so an
+# output that belongs to another source (two mapped tasks, one template) is neither skipped nor overwritten.
+OUTPUT_SOURCE_METADATA = "source"
 IMAGE_MAX_CONCURRENCY_DEFAULT = 8
 IMAGE_MAX_CONCURRENCY_LIMIT = 256
 # SegmentVideoBody parameter applicability (from the SubmitJob document): BackgroundRed/Green/Blue only take

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 from airflow.exceptions import AirflowException
 
+try:
+    from airflow.sdk.exceptions import AirflowFailException  # type: ignore[attr-defined,unused-ignore]  # >= 3.2
+except ImportError:  # Airflow 3.1
+    from airflow.exceptions import AirflowFailException  # type: ignore[no-redef,unused-ignore]
+
 # Error codes that mean "slow down and try again" (COS/CI and API 3.0 services).
 THROTTLING_CODES: frozenset[str] = frozenset(
     {
@@ -148,10 +153,11 @@ class CIJobFailedError(TencentCloudError):
     """A CI job ended Failed or Cancel; ``code``/``message`` are CI's own."""
 
 
-class ParameterValidationError(ValueError, AirflowException):
+class ParameterValidationError(ValueError, AirflowFailException):
     """A user parameter broke a documented rule; raised locally before any request is sent.
 
-    The message always names the parameter, the value and the rule.
+    The message always names the parameter, the value and the rule. It is final: as an ``AirflowFailException`` it
+    fails the task without retrying (the same input would fail the same way).
     """
 
     def __init__(self, param: str, value: object, rule: str) -> None:

@@ -1,23 +1,41 @@
 """Local checks of documented parameter rules.
 
 Every check raises :class:`ParameterValidationError` naming the parameter, the value and the rule, so bad
-input fails before any paid request. Operators call these both at construction (for values that are not
-templated) and after rendering.
+input fails before any paid request. The parameter descriptions in :mod:`airflow_provider_tencent_ci.params` use
+these checks; operators run them at construction (for values that are already known) and after rendering.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from airflow_provider_tencent_ci.exceptions import ParameterValidationError
+
+# Durations beyond this are a mistake (1e308 or inf would crash later with OverflowError in timedelta/sleep).
+MAX_SECONDS = 366 * 24 * 3600
+FOLDER_RULE = "must not end with '/' (that names an empty file)"
 
 
 def is_templated(value: Any) -> bool:
     """True for a string that still holds a Jinja expression (checked again after rendering)."""
     return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def is_unresolved(value: Any) -> bool:
+    """True while a value is not known yet: Jinja text or an XComArg, also inside a list, tuple or dict."""
+    if is_templated(value):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(is_unresolved(v) for v in value)
+    if isinstance(value, Mapping):
+        return any(is_unresolved(v) for v in value.values())
+    from airflow.sdk import XComArg
+
+    return isinstance(value, XComArg)
 
 
 def check_choice(param: str, value: Any, choices: Iterable[Any]) -> Any:
@@ -52,13 +70,20 @@ def check_float_range(param: str, value: Any, lo: float, hi: float) -> float:
 
 
 def check_positive_seconds(param: str, value: Any) -> float:
-    """A duration or interval in seconds that must be > 0 (0 would poll in a tight loop)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ParameterValidationError(param, value, "must be > 0 seconds") from None
-    if isinstance(value, bool) or math.isnan(number) or number <= 0:
-        raise ParameterValidationError(param, value, "must be > 0 seconds")
+    """A duration or interval in seconds (or a timedelta): > 0 (0 would poll in a tight loop), finite and at most
+    :data:`MAX_SECONDS` (``inf``, ``nan`` and ``1e308`` are refused here instead of overflowing later)."""
+    rule = f"must be > 0 seconds and at most {MAX_SECONDS} (366 days)"
+    if isinstance(value, timedelta):
+        number = value.total_seconds()
+    elif isinstance(value, bool):
+        raise ParameterValidationError(param, value, rule)
+    else:
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise ParameterValidationError(param, value, rule) from None
+    if not math.isfinite(number) or not 0 < number <= MAX_SECONDS:
+        raise ParameterValidationError(param, value, rule)
     return number
 
 
@@ -75,6 +100,15 @@ def check_non_empty_str(param: str, value: Any) -> str:
     return value
 
 
+def check_bool(param: str, value: Any) -> bool:
+    """A boolean, or its rendered text ``True``/``False`` (Jinja renders booleans as text)."""
+    if isinstance(value, bool):
+        return value
+    if value in ("True", "False", "true", "false"):
+        return str(value).lower() == "true"
+    raise ParameterValidationError(param, value, "must be a boolean")
+
+
 def check_printable_ascii(param: str, value: Any, max_len: int) -> str:
     if not isinstance(value, str):
         raise ParameterValidationError(param, value, f"must be a string of printable ASCII, at most {max_len} chars")
@@ -87,15 +121,40 @@ def check_printable_ascii(param: str, value: Any, max_len: int) -> str:
     return value
 
 
-def check_object_key(param: str, value: Any) -> str:
-    """A COS object key for a result: non-empty and not ending in '/' (an empty file name)."""
+def check_object_key(param: str, value: Any, rule: str = FOLDER_RULE) -> str:
+    """A COS object key naming a file: non-empty and not ending in '/' (the one place for that rule)."""
     check_non_empty_str(param, value)
     if value.endswith("/"):
-        raise ParameterValidationError(param, value, "must not end with '/' (that names an empty file)")
+        raise ParameterValidationError(param, value, rule)
     return value
 
 
-def check_sequence_non_empty(param: str, value: Any) -> Sequence[Any]:
+def check_key_list(param: str, value: Any) -> list[str]:
+    """A non-empty list of object keys, none of them a folder."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) == 0:
-        raise ParameterValidationError(param, value, "must be a non-empty list")
+        raise ParameterValidationError(param, value, "must be a non-empty list of object keys")
+    for v in value:
+        if not isinstance(v, str) or not v.strip() or v.endswith("/"):
+            raise ParameterValidationError(param, v, "every entry must be a non-empty object key not ending in '/'")
+    return list(value)
+
+
+def check_one_or_many(param: str, value: Any, entry: Any = check_non_empty_str) -> list[Any]:
+    """One string or a non-empty list of them; ``entry`` checks each. Returns the list."""
+    entries = [value] if isinstance(value, str) else value
+    if not isinstance(entries, (list, tuple)) or not entries:
+        raise ParameterValidationError(param, value, "must be a string or a non-empty list of strings")
+    return [entry(param, e) for e in entries]
+
+
+def check_http_url(param: str, value: Any) -> str:
+    if not isinstance(value, str) or not re.match(r"^https?://[^/\s]+", value):
+        raise ParameterValidationError(param, value, "must be an http:// or https:// URL")
     return value
+
+
+def require_region(region: str | None) -> str:
+    """The region a call needs: the operator's ``region`` or the connection's extra (the one place for the rule)."""
+    if not region:
+        raise ParameterValidationError("region", region, "set region or the connection extra 'region'")
+    return region

@@ -29,35 +29,25 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from glob import escape as glob_escape
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote, urlsplit
 
-from airflow_provider_tencent_ci.constants import (
-    IMAGE_MAX_CONCURRENCY_LIMIT,
-    OUTPUT_PLACEHOLDERS,
-    OUTPUT_PLACEHOLDERS_PER_ITEM,
-    IfExists,
-)
+from airflow_provider_tencent_ci.constants import OUTPUT_SOURCE_METADATA
 from airflow_provider_tencent_ci.exceptions import (
     ParameterValidationError,
     TencentCloudError,
     TencentCloudThrottlingError,
 )
-from airflow_provider_tencent_ci.validation import check_choice, check_int_range, is_templated
+
+if TYPE_CHECKING:
+    from airflow_provider_tencent_ci.hooks.ci import CIHook
 
 log = logging.getLogger(__name__)
+TEMP_SUFFIX = ".part"
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-
-
-def pending(value: Any) -> bool:
-    """True while a value is not known yet: a Jinja string or an XComArg (checked again after rendering)."""
-    if is_templated(value):
-        return True
-    from airflow.sdk import XComArg
-
-    return isinstance(value, XComArg)
 
 
 # -- sources ------------------------------------------------------------------------------------------------------
@@ -109,87 +99,13 @@ def placeholders(item: SourceItem) -> dict[str, str]:
     return {"key": key, "name": name, "stem": stem, "ext": ext, "dir": key.rsplit("/", 1)[0] if "/" in key else ""}
 
 
-def check_output_template(param: str, template: Any, *, many: bool) -> None:
-    """Unknown placeholders are refused; a template for many sources must differ per item."""
-    if template is None or pending(template):
-        return
-    if not isinstance(template, str) or not template.strip():
-        raise ParameterValidationError(param, template, "must be a non-empty string")
-    names = _PLACEHOLDER.findall(template)
-    unknown = [n for n in names if n not in OUTPUT_PLACEHOLDERS]
-    if unknown:
-        raise ParameterValidationError(
-            param, template, f"unknown placeholder {{{unknown[0]}}}; allowed: {', '.join(OUTPUT_PLACEHOLDERS)}"
-        )
-    if many and not any(n in OUTPUT_PLACEHOLDERS_PER_ITEM for n in names):
-        raise ParameterValidationError(
-            param,
-            template,
-            "must contain {key}, {name} or {stem} when processing many sources (else every item gets one output)",
-        )
-
-
 def fill_template(template: str, item: SourceItem) -> str:
     values = placeholders(item)
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
-def parse_time(param: str, value: Any) -> datetime | None:
-    """A modified-time bound: a datetime or an ISO-8601 string (e.g. ``{{ data_interval_start }}``).
-
-    ``None``, ``""`` and ``"None"`` (what Jinja renders for a missing data interval) mean no bound.
-    """
-    if value is None or (isinstance(value, str) and value.strip() in ("", "None")):
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.strip())
-        except ValueError:
-            try:
-                import pendulum
-
-                parsed = pendulum.parse(value.strip())  # type: ignore[assignment]
-            except Exception:
-                raise ParameterValidationError(param, value, "must be a datetime or an ISO-8601 string") from None
-        if not isinstance(parsed, datetime):
-            raise ParameterValidationError(param, value, "must be a datetime or an ISO-8601 string")
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-    raise ParameterValidationError(param, value, "must be a datetime or an ISO-8601 string")
-
-
-def check_key_list(param: str, value: Any) -> list[str]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) == 0:
-        raise ParameterValidationError(param, value, "must be a non-empty list of object keys")
-    for v in value:
-        if not isinstance(v, str) or not v.strip() or v.endswith("/"):
-            raise ParameterValidationError(param, v, "every entry must be a non-empty object key not ending in '/'")
-    return list(value)
-
-
-def check_if_exists(value: Any) -> None:
-    if value is not None and not pending(value):
-        check_choice("if_exists", value, [e.value for e in IfExists])
-
-
-def check_concurrency(value: Any) -> int | None:
-    if pending(value):
-        return None
-    return check_int_range("max_concurrency", value, 1, IMAGE_MAX_CONCURRENCY_LIMIT)
-
-
-def check_bool(param: str, value: Any) -> None:
-    if not pending(value) and not isinstance(value, bool) and value not in ("True", "False", "true", "false"):
-        raise ParameterValidationError(param, value, "must be a boolean")
-
-
-def as_bool(value: Any) -> bool:
-    return value if isinstance(value, bool) else str(value).lower() == "true"
-
-
 def cos_items(
-    hook: Any,
+    hook: CIHook,
     bucket: str,
     *,
     key: str | None,
@@ -224,7 +140,12 @@ def local_items(param: str, paths: str | Sequence[str]) -> list[SourceItem]:
     for p in entries:
         path = Path(p)
         if path.is_dir():
-            items.extend(SourceItem("local", path=str(c)) for c in sorted(path.iterdir()) if c.is_file())
+            # A folder's dotfiles and temp files (a killed run's ``.part``) are not sources.
+            items.extend(
+                SourceItem("local", path=str(c))
+                for c in sorted(path.iterdir())
+                if c.is_file() and not c.name.startswith(".") and not c.name.endswith(TEMP_SUFFIX)
+            )
         elif path.is_file():
             items.append(SourceItem("local", path=str(path)))
         else:
@@ -240,13 +161,49 @@ def check_unique_outputs(param: str, outputs: Iterable[str]) -> None:
         seen.add(out)
 
 
+# -- where outputs really go --------------------------------------------------------------------------------------
+def cos_key(key: str) -> str:
+    """The object a key given to the COS SDK names: the SDK drops one leading '/' (qcloud_cos cos_comm.format_path)."""
+    return key[1:] if key.startswith("/") else key
+
+
+def fileid_key(fileid: str, source_key: str) -> str:
+    """The object a Pic-Operations ``fileid`` names: relative to the source's folder unless it starts with '/'
+    (docs/ARCHITECTURE.md; the CI image seeds' "Pic-Operations" section)."""
+    if fileid.startswith("/"):
+        return fileid.lstrip("/")
+    folder = source_key.rsplit("/", 1)[0] if "/" in source_key else ""
+    return f"{folder}/{fileid}" if folder else fileid
+
+
+def template_base(template: str) -> str:
+    """The fixed folder of a local path template: the folder of the text before its first placeholder."""
+    head = template.split("{", 1)[0]
+    return os.path.realpath(os.path.dirname(head) or ".")
+
+
+def contained_path(param: str, template: str, item: SourceItem) -> str:
+    """The filled local path, resolved; refused unless it stays under the template's fixed folder.
+
+    ``{key}`` and ``{dir}`` come from a COS key or a URL path: ``..`` segments (or a symlink) must not lead out.
+    """
+    filled = fill_template(template, item)
+    base = template_base(template)
+    resolved = os.path.realpath(filled)
+    if os.path.commonpath([base, resolved]) != base or resolved == base:
+        raise ParameterValidationError(
+            param, filled, f"must stay inside {base} (the folder before the first placeholder of {template!r})"
+        )
+    return filled
+
+
 # -- reruns -------------------------------------------------------------------------------------------------------
-def source_mtime(hook: Any, item: SourceItem) -> datetime | None:
+def source_mtime(hook: CIHook, item: SourceItem) -> datetime | None:
     """When the source last changed: listing date, HEAD, or file mtime; None when unknown (a URL)."""
     if item.last_modified is not None:
         return item.last_modified
     if item.kind == "cos":
-        head = hook.head_object(item.bucket, item.key)
+        head = hook.head_object(item.bucket or "", item.key or "")
         return head.get("Last-Modified") if head else None
     if item.kind == "local":
         return datetime.fromtimestamp(os.stat(item.path or "").st_mtime, tz=timezone.utc)
@@ -262,15 +219,27 @@ def is_fresh(output_mtime: datetime | None, source_time: datetime | None) -> boo
     return output_mtime >= source_time.replace(microsecond=0)
 
 
-def cos_output_fresh(hook: Any, bucket: str, key: str, item: SourceItem) -> dict[str, Any] | None:
-    """HEAD the output (and the source when needed): the output's HEAD when it can be reused, else None."""
-    head = hook.head_object(bucket, key)
+def cos_output_fresh(hook: CIHook, head: dict[str, Any] | None, item: SourceItem) -> dict[str, Any] | None:
+    """The output's HEAD when it can be reused (not older than its source, HEADed when needed), else None."""
     if not head:
         return None
     return head if is_fresh(head.get("Last-Modified"), source_mtime(hook, item)) else None
 
 
-def local_output_fresh(hook: Any, path: str, item: SourceItem) -> bool:
+def source_tag(item: SourceItem) -> str:
+    """The item as an ``x-cos-meta-source`` value (HTTP headers carry ASCII: the label percent-encoded)."""
+    return quote(item.label, safe=":/")
+
+
+def check_output_owner(param: str, key: str, head: dict[str, Any] | None, item: SourceItem) -> None:
+    """An existing output recorded as made from another source fails the item, naming both sources."""
+    owner = (head or {}).get(f"x-cos-meta-{OUTPUT_SOURCE_METADATA}")
+    if owner and owner != source_tag(item):
+        rule = f"already holds the output of {unquote(owner)}; {item.label} maps to the same output"
+        raise ParameterValidationError(param, key, rule)
+
+
+def local_output_fresh(hook: CIHook, path: str, item: SourceItem) -> bool:
     try:
         mtime = datetime.fromtimestamp(os.stat(path).st_mtime, tz=timezone.utc)
     except FileNotFoundError:
@@ -280,13 +249,16 @@ def local_output_fresh(hook: Any, path: str, item: SourceItem) -> bool:
 
 # -- local files --------------------------------------------------------------------------------------------------
 def write_atomic(path: str, chunks: Iterable[bytes]) -> int:
-    """Stream chunks to ``path`` through a temp file in the same folder, renamed at the end.
+    """Stream chunks to ``path`` through a dot-prefixed temp file in the same folder, renamed at the end.
 
     A failure part-way removes the temp file: the destination is either the old file or the complete new one.
+    Temp files a killed earlier run left for the same target are removed first.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+    for stale in target.parent.glob(f".{glob_escape(target.name)}.*{TEMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
     size = 0
     try:
         with open(tmp, "wb") as fh:
@@ -300,16 +272,20 @@ def write_atomic(path: str, chunks: Iterable[bytes]) -> int:
     return size
 
 
-class spooled_file:  # lower-case: used like the tempfile context managers
-    """A named temp file for a streamed body on its way to COS (never the whole body in memory)."""
+class SpooledFile:
+    """A named, dot-prefixed temp file for a streamed body on its way to COS (never the whole body in memory)."""
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
         self.chunks = chunks
         self.path = ""
         self.size = 0
 
-    def __enter__(self) -> spooled_file:
-        fd, self.path = tempfile.mkstemp(prefix="tencent-ci-", suffix=".part")
+    PREFIX = ".tencent-ci-"
+    STALE_AFTER_SECONDS = 24 * 3600  # a spool this old was left by a killed task (a live upload is far shorter)
+
+    def __enter__(self) -> SpooledFile:
+        self.remove_stale()
+        fd, self.path = tempfile.mkstemp(prefix=self.PREFIX, suffix=TEMP_SUFFIX)
         try:
             with os.fdopen(fd, "wb") as fh:
                 for chunk in self.chunks:
@@ -322,6 +298,16 @@ class spooled_file:  # lower-case: used like the tempfile context managers
 
     def __exit__(self, *exc: object) -> None:
         Path(self.path).unlink(missing_ok=True)
+
+    @classmethod
+    def remove_stale(cls) -> None:
+        now = time.time()
+        for path in Path(tempfile.gettempdir()).glob(f"{cls.PREFIX}*{TEMP_SUFFIX}"):
+            try:
+                if now - path.stat().st_mtime > cls.STALE_AFTER_SECONDS:
+                    path.unlink()
+            except OSError:  # gone already, or another user's
+                continue
 
 
 # -- the concurrent runner ----------------------------------------------------------------------------------------

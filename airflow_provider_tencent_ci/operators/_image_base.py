@@ -1,55 +1,54 @@
 """What every image operator shares: where sources come from, batch vs single, XCom, links, lineage.
 
-Subclasses implement :meth:`_validate` (static and rendered checks), :meth:`_plan` (the items) and
-:meth:`_process` (one item -> one JSON document). ``execute`` does the rest: validate the rendered values, plan
-(all local checks, no paid request yet), run the items (one in the task thread, many on the bounded pool), persist
-the console link, record lineage, and fail after every item was tried unless ``continue_on_error``.
+Subclasses declare ``params_spec`` (their parameters, :mod:`airflow_provider_tencent_ci.params`) and implement
+:meth:`_sources` (the items), :meth:`_outputs` (where one item's outputs go) and :meth:`_process` (one item -> one
+JSON document). ``execute`` does the rest: validate the rendered values, plan (all local checks, outputs compared with
+the sources and each other as the service will store them, no paid request yet), run the items (one in the task
+thread, many on the bounded pool), persist the console link, record lineage, and fail after every item was tried
+unless ``continue_on_error``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.exceptions import AirflowException
-from airflow.sdk import BaseOperator
 
-from airflow_provider_tencent_ci.constants import DEFAULT_CONN_ID, IMAGE_MAX_CONCURRENCY_DEFAULT, IfExists
+from airflow_provider_tencent_ci.common.times import aware_time_param
+from airflow_provider_tencent_ci.constants import (
+    DEFAULT_CONN_ID,
+    IMAGE_MAX_CONCURRENCY_DEFAULT,
+    OUTPUT_SOURCE_METADATA,
+    IfExists,
+)
 from airflow_provider_tencent_ci.exceptions import ParameterValidationError
 from airflow_provider_tencent_ci.links.cos import COSObjectLink, common_folder
 from airflow_provider_tencent_ci.operators import _batch
-from airflow_provider_tencent_ci.operators._batch import SourceItem, pending
-from airflow_provider_tencent_ci.validation import check_non_empty_str
+from airflow_provider_tencent_ci.operators._batch import SourceItem
+from airflow_provider_tencent_ci.operators.base import CI_HOOK, TencentCloudBaseOperator
+from airflow_provider_tencent_ci.params import ParamSpec, Values
+from airflow_provider_tencent_ci.params.image import IMAGE_SPEC, is_batch
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_tencent_ci.hooks.ci import CIHook
+    from airflow_provider_tencent_ci.hooks.ci import CIHook  # noqa: F401  (the generic argument below)
 
 
-# Template fields every image operator has: where the images come from, and how a batch runs.
-SOURCE_TEMPLATE_FIELDS = (
-    "bucket",
-    "source_key",
-    "source_keys",
-    "source_prefix",
-    "modified_after",
-    "modified_before",
-    "source_path",
-)
-BATCH_TEMPLATE_FIELDS = (
-    "output_bucket",
-    "if_exists",
-    "max_concurrency",
-    "continue_on_error",
-    "tencentcloud_conn_id",
-    "region",
-)
+@dataclass(frozen=True)
+class Output:
+    """Where one output of one item really goes: ``role`` is its parameter; ``target`` the COS key as the service
+    will store it (normalised) or the local path (checked to stay inside its folder)."""
+
+    role: str
+    kind: str  # "cos" | "local"
+    bucket: str | None
+    target: str
 
 
-class ImageOperatorBase(BaseOperator):
+class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
     """Shared parameters of the image operators (see the subclasses for the full documentation).
 
     :param bucket: the COS bucket (``name`` or ``name-appid``) of COS sources and, by default, of COS outputs.
@@ -64,8 +63,13 @@ class ImageOperatorBase(BaseOperator):
     :param max_concurrency: items in flight at once for a batch (thread pool; halved on throttling).
     :param continue_on_error: succeed even if some items failed (they are listed in the result). By default the
         task fails after trying every item and names the failed ones.
+    :param tencentcloud_conn_id: the ``tencentcloud`` connection; ``region``: default the connection's.
     """
 
+    hook_class = CI_HOOK
+    params_spec: ClassVar[ParamSpec] = IMAGE_SPEC
+    # Parameters whose list value makes a batch (besides source_keys/source_prefix).
+    list_params: ClassVar[tuple[str, ...]] = ()
     operator_extra_links = (COSObjectLink(),)
     ui_color = "#e8f4ff"
 
@@ -86,7 +90,7 @@ class ImageOperatorBase(BaseOperator):
         region: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(tencentcloud_conn_id=tencentcloud_conn_id, region=region, **kwargs)
         self.bucket = bucket
         self.source_key = source_key
         self.source_keys = source_keys
@@ -97,84 +101,34 @@ class ImageOperatorBase(BaseOperator):
         self.if_exists = if_exists.value if isinstance(if_exists, IfExists) else if_exists
         self.max_concurrency = max_concurrency
         self.continue_on_error = continue_on_error
-        self.tencentcloud_conn_id = tencentcloud_conn_id
-        self.region = region
+        self._checked: dict[str, Any] = {}
         self._lineage_in: list[tuple[str, str]] = []
         self._lineage_out: list[tuple[str, str]] = []
 
-    # -- hooks ------------------------------------------------------------------------------------------------
-    @cached_property
-    def hook(self) -> CIHook:
-        from airflow_provider_tencent_ci.hooks.ci import CIHook
-
-        return CIHook(tencentcloud_conn_id=self.tencentcloud_conn_id, region=self.region)
-
+    # -- buckets and places -----------------------------------------------------------------------------------
     def _full_bucket(self, bucket: str) -> str:
         return self.hook.bucket_name(bucket)
 
+    def _out_bucket(self) -> str:
+        return self._full_bucket(self.output_bucket or self.bucket or "")
+
     def _region(self) -> str | None:
-        return self.region or getattr(self.hook, "region", None)
+        return self.region or self.hook.region
 
     def _location(self, bucket: str, key: str) -> str:
         return f"{bucket}.cos.{self._region()}.myqcloud.com/{key}"
 
-    # -- validation helpers -----------------------------------------------------------------------------------
-    @staticmethod
-    def _given(value: Any) -> bool:
-        return value is not None
-
-    def _cos_source_params(self) -> list[str]:
-        return [
-            n for n in ("source_key", "source_keys", "source_prefix") if self._given(getattr(self, n))
-        ]
+    # -- validation -------------------------------------------------------------------------------------------
+    def _validate(self, rendered: bool) -> Values:
+        """Check the described parameters (see ``params_spec``); after rendering, keep the normalised values."""
+        values = self.validate_params(rendered=rendered)
+        if rendered:
+            self._checked = values.checked
+        return values
 
     def _is_many(self) -> bool:
         """A batch (list result) or one source (dict result); decided by the parameters' shape, not their size."""
-        return self.source_keys is not None or self.source_prefix is not None
-
-    def _validate_common(self, rendered: bool) -> None:
-        if self.bucket is not None and not pending(self.bucket):
-            check_non_empty_str("bucket", self.bucket)
-        if self.output_bucket is not None and not pending(self.output_bucket):
-            check_non_empty_str("output_bucket", self.output_bucket)
-        if self.source_key is not None and not pending(self.source_key):
-            check_non_empty_str("source_key", self.source_key)
-            if self.source_key.endswith("/"):
-                raise ParameterValidationError("source_key", self.source_key, "must be an object key, not a folder")
-        if self.source_keys is not None and not pending(self.source_keys):
-            if rendered:
-                _batch.check_key_list("source_keys", self.source_keys)
-            elif (
-                isinstance(self.source_keys, (str, bytes))
-                or not isinstance(self.source_keys, Sequence)
-                or len(self.source_keys) == 0
-            ):
-                raise ParameterValidationError("source_keys", self.source_keys, "must be a non-empty list of keys")
-        prefix = self.source_prefix
-        if prefix is not None and not pending(prefix) and not isinstance(prefix, str):
-            raise ParameterValidationError("source_prefix", prefix, "must be a string")
-        for name in ("modified_after", "modified_before"):
-            value = getattr(self, name)
-            if value is None or pending(value):
-                continue
-            if self.source_prefix is None:
-                raise ParameterValidationError(name, value, "only applies with source_prefix")
-            _batch.parse_time(name, value)
-        if rendered:
-            after = _batch.parse_time("modified_after", self.modified_after)
-            before = _batch.parse_time("modified_before", self.modified_before)
-            if after and before and after >= before:
-                rule = f"must be later than modified_after={self.modified_after!r}"
-                raise ParameterValidationError("modified_before", self.modified_before, rule)
-        _batch.check_if_exists(self.if_exists)
-        _batch.check_concurrency(self.max_concurrency)
-        _batch.check_bool("continue_on_error", self.continue_on_error)
-
-    def _require_one(self, names: Sequence[str], rule: str) -> None:
-        given = [n for n in names if self._given(getattr(self, n))]
-        if len(given) != 1:
-            shown = {n: getattr(self, n) for n in (given or names)}
-            raise ParameterValidationError(" / ".join(given or names), shown, rule)
+        return is_batch(Values(self.param_values(), {}), self.list_params)
 
     def _skip_existing(self) -> bool:
         if self.if_exists is None:
@@ -189,20 +143,66 @@ class ImageOperatorBase(BaseOperator):
             key=self.source_key,
             keys=self.source_keys,
             prefix=self.source_prefix,
-            modified_after=_batch.parse_time("modified_after", self.modified_after),
-            modified_before=_batch.parse_time("modified_before", self.modified_before),
+            modified_after=aware_time_param("modified_after", self.modified_after),
+            modified_before=aware_time_param("modified_before", self.modified_before),
         )
+
+    def _existing_output(self, param: str, bucket: str, key: str, item: SourceItem) -> dict[str, Any] | None:
+        """HEAD a COS output before the paid call; one recorded as another source's fails this item."""
+        head = self.hook.head_object(bucket, key)
+        _batch.check_output_owner(param, key, head, item)
+        return head
+
+    @staticmethod
+    def _source_metadata(item: SourceItem) -> dict[str, str]:
+        return {OUTPUT_SOURCE_METADATA: _batch.source_tag(item)}
 
     def _warm_up(self) -> None:
         """Build the connection and clients in the task thread; the pool threads then share them (the COS SDK
         itself shares one client and requests session across the threads of its multipart uploader)."""
         self.hook.get_conn()
 
+    # -- planning ---------------------------------------------------------------------------------------------
+    def _plan(self) -> list[SourceItem]:
+        """The items, after every local check of where their outputs go (no paid request yet)."""
+        return self._check_outputs(self._sources())
+
+    def _check_outputs(self, items: list[SourceItem]) -> list[SourceItem]:
+        """Outputs never overwrite a source or each other, compared as the service will store them."""
+        planned = {item: self._outputs(item) for item in items}
+        if len(items) > 1:  # a batch never processes its own outputs (an output folder inside the source prefix)
+            produced = {(o.bucket, o.target): item for item, outs in planned.items() for o in outs if o.kind == "cos"}
+            items = [i for i in items if produced.get((i.bucket, i.key or ""), i) == i]
+        sources = {(i.bucket, i.key or ""): i for i in items if i.kind == "cos"}
+        seen: dict[tuple[str, str | None, str], tuple[str, SourceItem]] = {}
+        overwrites: list[tuple[Output, SourceItem]] = []
+        for item in items:
+            for out in planned[item]:
+                ident = (out.kind, out.bucket, out.target)
+                if ident in seen:
+                    role, other = seen[ident]
+                    if role == out.role:
+                        rule = "two sources map to the same output; use {key} or {name}"
+                    else:
+                        rule = f"is also the {role} of {other.label}: two outputs may not share one object or file"
+                    raise ParameterValidationError(out.role, out.target, rule)
+                seen[ident] = (out.role, item)
+                if out.kind == "cos" and (out.bucket, out.target) in sources:
+                    overwrites.append((out, sources[(out.bucket, out.target)]))
+        if overwrites:
+            out = overwrites[0][0]
+            named = ", ".join(f"{o.role} of {src.label}" for o, src in overwrites[:10])
+            more = f" and {len(overwrites) - 10} more" if len(overwrites) > 10 else ""
+            raise ParameterValidationError(
+                out.role, getattr(self, out.role, out.target), f"would overwrite its source: {named}{more}"
+            )
+        return items
+
     # -- subclass API -----------------------------------------------------------------------------------------
-    def _validate(self, rendered: bool) -> None:
+    def _sources(self) -> list[SourceItem]:
         raise NotImplementedError
 
-    def _plan(self) -> list[SourceItem]:
+    def _outputs(self, item: SourceItem) -> list[Output]:
         raise NotImplementedError
 
     def _process(self, item: SourceItem) -> dict[str, Any]:
@@ -212,16 +212,17 @@ class ImageOperatorBase(BaseOperator):
         """(bucket, key) of every COS output in the documents (for links and lineage)."""
         outs = []
         for doc in docs:
-            for bkey, kkey in (("output_bucket", "output_key"), ("portrait_bucket", "portrait_key"),
-                               ("mask_bucket", "mask_key")):
+            for bkey, kkey in (
+                ("output_bucket", "output_key"),
+                ("portrait_bucket", "portrait_key"),
+                ("mask_bucket", "mask_key"),
+            ):
                 if doc.get(bkey) and doc.get(kkey):
                     outs.append((doc[bkey], doc[kkey]))
         return outs
 
     def _local_outputs(self, docs: list[dict[str, Any]]) -> list[str]:
-        return [
-            doc[k] for doc in docs for k in ("output_path", "portrait_path", "mask_path") if doc.get(k)
-        ]
+        return [doc[k] for doc in docs for k in ("output_path", "portrait_path", "mask_path") if doc.get(k)]
 
     # -- execution --------------------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
@@ -235,8 +236,9 @@ class ImageOperatorBase(BaseOperator):
             self.log.info("No source matched; nothing to do")
             return [] if many else None
         self._warm_up()
+        continue_on_error = bool(self._checked.get("continue_on_error", False))
         if many:
-            limit = int(self.max_concurrency)
+            limit = int(self._checked.get("max_concurrency", IMAGE_MAX_CONCURRENCY_DEFAULT))
             self.log.info("Processing %d images, at most %d at once", len(items), limit)
             outcome = _batch.run_items(items, self._process, max_concurrency=limit, logger=self.log)
             docs = outcome.results
@@ -248,14 +250,14 @@ class ImageOperatorBase(BaseOperator):
             try:
                 docs = [self._process(items[0])]
             except Exception as exc:
-                if not _batch.as_bool(self.continue_on_error):
+                if not continue_on_error:
                     raise
                 self.log.warning("Source %s failed and continue_on_error is set: %s", items[0].label, exc)
                 docs = [_batch.failure_doc(items[0], exc)]
         ok_docs = [d for d in docs if d.get("status") != "failed"]
         self._record(context, items, ok_docs)
         failed = [d for d in docs if d.get("status") == "failed"]
-        if failed and not _batch.as_bool(self.continue_on_error):
+        if failed and not continue_on_error:
             context["ti"].xcom_push(key="failed_items", value=failed)
             listing = "\n".join(f"  {d['source']}: {d.get('error')}" for d in failed)
             raise AirflowException(f"{len(failed)} of {len(docs)} images failed:\n{listing}")

@@ -22,44 +22,62 @@ import io
 import os
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow_provider_tencent_ci.constants import (
     BDA_IMAGE_FORMATS,
     BDA_MAX_BASE64_BYTES,
     BDA_MAX_DIMENSION_EXCLUSIVE,
-    BDA_REGIONS,
-    SEGMENTATION_PARTS,
 )
 from airflow_provider_tencent_ci.exceptions import ParameterValidationError
 from airflow_provider_tencent_ci.operators import _batch
-from airflow_provider_tencent_ci.operators._batch import SourceItem, pending
-from airflow_provider_tencent_ci.operators._image_base import (
-    BATCH_TEMPLATE_FIELDS,
-    SOURCE_TEMPLATE_FIELDS,
-    ImageOperatorBase,
-)
-from airflow_provider_tencent_ci.validation import check_choice
+from airflow_provider_tencent_ci.operators._batch import SourceItem
+from airflow_provider_tencent_ci.operators._image_base import ImageOperatorBase, Output
+from airflow_provider_tencent_ci.operators.base import BDA_HOOK, make_hook, tencentcloud_template_fields
+from airflow_provider_tencent_ci.params.image import BDA_SPEC
 
-_OUTPUT_KEYS = ("portrait_output_key", "mask_output_key")
-_OUTPUT_PATHS = ("portrait_output_path", "mask_output_path")
+if TYPE_CHECKING:
+    from airflow_provider_tencent_ci.hooks.bda import BDAHook
 
 
 def base64_size(n: int) -> int:
     return 4 * ((n + 2) // 3)
 
 
+# Our own cap on what auto_resize downloads and decodes (not a BDA limit: BDA takes at most 5 MiB of base64).
+AUTO_RESIZE_MAX_BYTES = 64 * 1024 * 1024
+
+
+def check_object_size(param: str, source: str, size: int | None, *, auto_resize: bool) -> None:
+    """Refuse a COS source from its HEAD, before downloading it, when its size already breaks the limits."""
+    if size is None:
+        return
+    if not auto_resize and base64_size(size) > BDA_MAX_BASE64_BYTES:
+        rule = f"is {base64_size(size)} bytes in base64; must be <= {BDA_MAX_BASE64_BYTES} (or set auto_resize=True)"
+        raise ParameterValidationError(param, source, rule)
+    if auto_resize and size > AUTO_RESIZE_MAX_BYTES:
+        raise ParameterValidationError(
+            param, source, f"is {size} bytes; auto_resize reads at most {AUTO_RESIZE_MAX_BYTES}"
+        )
+
+
 def prepare_image(param: str, source: str, data: bytes, *, auto_resize: bool) -> tuple[bytes, bool]:
     """Check the documented input limits; with ``auto_resize`` downscale to fit. Returns (bytes, resized).
 
-    Raises ParameterValidationError naming ``param`` (the source parameter), the source and the broken rule.
+    Format and dimensions come from the image header (Pillow opens lazily): an image over the limits is refused
+    without decoding its pixels, and ``auto_resize`` never decodes more than Pillow's bomb limit
+    (``Image.MAX_IMAGE_PIXELS``). Raises ParameterValidationError naming ``param`` (the source parameter), the source
+    and the broken rule.
     """
     from PIL import Image, UnidentifiedImageError
 
     formats = "PNG, JPG/JPEG or BMP"
     try:
-        img = Image.open(io.BytesIO(data))
-        img.load()
+        img = Image.open(io.BytesIO(data))  # reads the header only
+    except Image.DecompressionBombError as exc:
+        raise ParameterValidationError(
+            param, source, f"is larger than Pillow's decompression-bomb limit ({exc})"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise ParameterValidationError(param, source, f"must be a {formats} image (not decodable)") from None
     if img.format == "GIF":
@@ -71,6 +89,7 @@ def prepare_image(param: str, source: str, data: bytes, *, auto_resize: bool) ->
     too_big = width >= limit or height >= limit
     too_heavy = base64_size(len(data)) > BDA_MAX_BASE64_BYTES
     if not too_big and not too_heavy:
+        _decode(param, source, img, formats)  # bounded: < 2000x2000
         return data, False
     if not auto_resize:
         if too_big:
@@ -81,7 +100,32 @@ def prepare_image(param: str, source: str, data: bytes, *, auto_resize: bool) ->
                 "(or set auto_resize=True)"
             )
         raise ParameterValidationError(param, source, rule)
-    return _shrink(img), True
+    bomb = Image.MAX_IMAGE_PIXELS
+    if bomb is not None and width * height > bomb:
+        rule = f"is {width}x{height}; auto_resize decodes at most {bomb} pixels (Pillow's decompression-bomb limit)"
+        raise ParameterValidationError(param, source, rule)
+    _decode(param, source, img, formats)
+    return _shrink(_upright_8bit(img)), True
+
+
+def _decode(param: str, source: str, img: Any, formats: str) -> None:
+    try:
+        img.load()
+    except (OSError, ValueError):
+        raise ParameterValidationError(param, source, f"must be a {formats} image (not decodable)") from None
+
+
+def _upright_8bit(img: Any) -> Any:
+    """EXIF orientation applied (else BDA gets the photo sideways) and 16/32-bit samples scaled to 8 bits (a plain
+    convert clips them: a 16-bit grayscale comes out almost white)."""
+    from PIL import ImageOps
+
+    img = ImageOps.exif_transpose(img)
+    if img.mode.startswith("I;16") or img.mode == "I":
+        img = img.convert("I").point(lambda v: v * (1 / 256)).convert("L")
+    elif img.mode == "F":
+        img = img.convert("L")
+    return img
 
 
 def _shrink(img: Any) -> bytes:
@@ -122,18 +166,9 @@ class SegmentPortraitPartsOperator(ImageOperatorBase):
     :class:`~airflow_provider_tencent_ci.operators._image_base.ImageOperatorBase`.
     """
 
-    template_fields: Sequence[str] = (
-        "parts",
-        *SOURCE_TEMPLATE_FIELDS,
-        "url",
-        "portrait_output_key",
-        "mask_output_key",
-        "portrait_output_path",
-        "mask_output_path",
-        "auto_resize",
-        *BATCH_TEMPLATE_FIELDS,
-        "bda_region",
-    )
+    params_spec = BDA_SPEC
+    list_params = ("source_path", "url")
+    template_fields: Sequence[str] = tencentcloud_template_fields(*BDA_SPEC.template_fields)
 
     def __init__(
         self,
@@ -159,97 +194,32 @@ class SegmentPortraitPartsOperator(ImageOperatorBase):
         self.mask_output_path = mask_output_path
         self.auto_resize = auto_resize
         self.bda_region = bda_region
-        self._validate(rendered=False)
 
     @cached_property
-    def bda_hook(self) -> Any:
-        from airflow_provider_tencent_ci.hooks.bda import BDAHook
-
-        return BDAHook(tencentcloud_conn_id=self.tencentcloud_conn_id, region=self.bda_region or self.region)
-
-    # -- validation -------------------------------------------------------------------------------------------
-    def _is_many(self) -> bool:
-        return (
-            super()._is_many()
-            or isinstance(self.source_path, (list, tuple))
-            or isinstance(self.url, (list, tuple))
-        )
-
-    def _parts(self) -> list[str]:
-        value = self.parts
-        rule = f"must be a non-empty list of {', '.join(SEGMENTATION_PARTS)}"
-        if isinstance(value, str):
-            value = [p.strip() for p in value.split(",") if p.strip()]
-        if not isinstance(value, (list, tuple)) or not value:
-            raise ParameterValidationError("parts", self.parts, rule)
-        for part in value:
-            if not pending(part):
-                check_choice("parts", part, SEGMENTATION_PARTS)
-        return list(dict.fromkeys(value))
-
-    def _validate(self, rendered: bool) -> None:
-        if not pending(self.parts):
-            self._parts()
-        self._validate_common(rendered)
-        if self.bda_region is not None and not pending(self.bda_region):
-            check_choice("bda_region", self.bda_region, BDA_REGIONS)
-        _batch.check_bool("auto_resize", self.auto_resize)
-        sources = ("source_key", "source_keys", "source_prefix", "source_path", "url")
-        self._require_one(sources, f"exactly one source is required: one of {', '.join(sources)}")
-        if self.bucket is None and self._cos_source_params():
-            raise ParameterValidationError("bucket", None, "is required with source_key/source_keys/source_prefix")
-        for name in ("source_path", "url"):
-            value = getattr(self, name)
-            if value is None or pending(value):
-                continue
-            entries = [value] if isinstance(value, str) else value
-            if not isinstance(entries, (list, tuple)) or not entries:
-                raise ParameterValidationError(name, value, "must be a string or a non-empty list of strings")
-            for entry in entries:
-                if pending(entry):
-                    continue
-                if not isinstance(entry, str) or not entry.strip():
-                    raise ParameterValidationError(name, entry, "must be a non-empty string")
-                if name == "url" and not entry.startswith(("http://", "https://")):
-                    raise ParameterValidationError(name, entry, "must be an http:// or https:// URL")
-        keys = [n for n in _OUTPUT_KEYS if getattr(self, n) is not None]
-        paths = [n for n in _OUTPUT_PATHS if getattr(self, n) is not None]
-        if not keys and not paths:
-            raise ParameterValidationError(
-                "portrait_output_key/portrait_output_path", None, "at least one output (a COS key or a local path)"
-            )
-        if keys and self.bucket is None and self.output_bucket is None:
-            raise ParameterValidationError(keys[0], getattr(self, keys[0]), "needs bucket or output_bucket")
-        many = self._is_many()
-        for name in (*keys, *paths):
-            _batch.check_output_template(name, getattr(self, name), many=many)
-            value = getattr(self, name)
-            if name in _OUTPUT_KEYS and isinstance(value, str) and not pending(value) and value.endswith("/"):
-                raise ParameterValidationError(name, value, "must not end with '/' (that names an empty file)")
+    def bda_hook(self) -> BDAHook:
+        return cast("BDAHook", make_hook(BDA_HOOK, self.tencentcloud_conn_id, self.bda_region or self.region))
 
     # -- planning ---------------------------------------------------------------------------------------------
-    def _plan(self) -> list[SourceItem]:
+    def _sources(self) -> list[SourceItem]:
         if self.source_path is not None:
-            items = _batch.local_items("source_path", self.source_path)
-        elif self.url is not None:
+            return _batch.local_items("source_path", self.source_path)
+        if self.url is not None:
             urls = [self.url] if isinstance(self.url, str) else list(self.url)
-            items = [SourceItem("url", url=u) for u in dict.fromkeys(urls)]
-        else:
-            items = self._cos_items()
-        for name in (*_OUTPUT_KEYS, *_OUTPUT_PATHS):
-            template = getattr(self, name)
-            if template is not None:
-                _batch.check_unique_outputs(name, [_batch.fill_template(template, i) for i in items])
-        out_bucket = self._out_bucket() if any(getattr(self, n) for n in _OUTPUT_KEYS) else None
-        own = {
-            _batch.fill_template(getattr(self, n), i) for n in _OUTPUT_KEYS if getattr(self, n) for i in items
-        }
-        if len(items) > 1:  # never treat this run's own outputs (under the source prefix) as sources
-            items = [i for i in items if not (i.kind == "cos" and i.bucket == out_bucket and i.key in own)]
-        return items
+            return [SourceItem("url", url=u) for u in dict.fromkeys(urls)]
+        return self._cos_items()
 
-    def _out_bucket(self) -> str:
-        return self._full_bucket(self.output_bucket or self.bucket or "")
+    def _outputs(self, item: SourceItem) -> list[Output]:
+        """portrait then mask: a COS key when given (in output_bucket/bucket), else a local path."""
+        outputs = []
+        for role in ("portrait", "mask"):
+            key_t, path_t = getattr(self, f"{role}_output_key"), getattr(self, f"{role}_output_path")
+            if key_t is not None:
+                key = _batch.cos_key(_batch.fill_template(key_t, item))
+                outputs.append(Output(f"{role}_output_key", "cos", self._out_bucket(), key))
+            elif path_t is not None:
+                param = f"{role}_output_path"
+                outputs.append(Output(param, "local", None, _batch.contained_path(param, path_t, item)))
+        return outputs
 
     def _source_param(self, item: SourceItem) -> str:
         if item.kind == "local":
@@ -259,8 +229,11 @@ class SegmentPortraitPartsOperator(ImageOperatorBase):
         return next(n for n in ("source_key", "source_keys", "source_prefix") if getattr(self, n) is not None)
 
     def _warm_up(self) -> None:
-        if self.source_key is not None or self.source_keys is not None or self.source_prefix is not None or any(
-            getattr(self, n) is not None for n in _OUTPUT_KEYS
+        if (
+            self.source_key is not None
+            or self.source_keys is not None
+            or self.source_prefix is not None
+            or any(getattr(self, n) is not None for n in ("portrait_output_key", "mask_output_key"))
         ):
             self.hook.get_conn()
         self.bda_hook.get_conn()
@@ -269,38 +242,43 @@ class SegmentPortraitPartsOperator(ImageOperatorBase):
     def _process(self, item: SourceItem) -> dict[str, Any]:
         doc: dict[str, Any] = {"source": item.label, "process": "SegmentCustomizedPortraitPic"}
         outputs: dict[str, tuple[str, str]] = {}  # role -> ("cos", key) | ("local", path)
-        for role in ("portrait", "mask"):
-            key_t, path_t = getattr(self, f"{role}_output_key"), getattr(self, f"{role}_output_path")
-            if key_t is not None:
-                outputs[role] = ("cos", _batch.fill_template(key_t, item))
-            elif path_t is not None:
-                outputs[role] = ("local", _batch.fill_template(path_t, item))
+        for out in self._outputs(item):
+            role = out.role.split("_", 1)[0]
+            outputs[role] = (out.kind, out.target)
         out_bucket = self._out_bucket() if any(kind == "cos" for kind, _ in outputs.values()) else None
         for role, (kind, target) in outputs.items():
             if kind == "cos":
                 doc.update({f"{role}_bucket": out_bucket, f"{role}_key": target})
             else:
                 doc[f"{role}_path"] = target
-        if self._skip_existing() and self._all_fresh(item, outputs, out_bucket, doc):
+        heads = {
+            role: self._existing_output(f"{role}_output_key", out_bucket or "", target, item)
+            for role, (kind, target) in outputs.items()
+            if kind == "cos"
+        }
+        if self._skip_existing() and self._all_fresh(item, outputs, heads, doc):
             doc.update(status="skipped", request_id=None, image_rects=None)
             return doc
 
         image_b64 = None
         resized = False
         if item.kind == "url":
-            result = self.bda_hook.segment_customized_portrait_pic(self._parts(), url=item.url)
+            result = self.bda_hook.segment_customized_portrait_pic(self._checked["parts"], url=item.url)
         else:
+            auto_resize = bool(self._checked.get("auto_resize"))
+            param = self._source_param(item)
             if item.kind == "local":
+                check_object_size(param, item.label, os.path.getsize(item.path or ""), auto_resize=auto_resize)
                 with open(item.path or "", "rb") as fh:
                     data = fh.read()
-            else:
+            else:  # HEAD first: an object over the limits is never downloaded
+                head = self.hook.head_object(item.bucket or "", item.key or "")
+                check_object_size(param, item.label, (head or {}).get("Content-Length"), auto_resize=auto_resize)
                 data = self.hook.get_object_bytes(item.bucket or "", item.key or "")
-            data, resized = prepare_image(
-                self._source_param(item), item.label, data, auto_resize=_batch.as_bool(self.auto_resize)
-            )
+            data, resized = prepare_image(param, item.label, data, auto_resize=auto_resize)
             image_b64 = base64.b64encode(data).decode("ascii")
             del data
-            result = self.bda_hook.segment_customized_portrait_pic(self._parts(), image_base64=image_b64)
+            result = self.bda_hook.segment_customized_portrait_pic(self._checked["parts"], image_base64=image_b64)
         for role, field in (("portrait", "PortraitImage"), ("mask", "MaskImage")):
             if role not in outputs:
                 continue
@@ -308,12 +286,16 @@ class SegmentPortraitPartsOperator(ImageOperatorBase):
             payload = base64.b64decode(result.get(field) or "")
             if kind == "cos":
                 assert out_bucket is not None
-                put = self.hook.put_object(out_bucket, target, payload, content_type="image/png")
-                doc.update({
-                    f"{role}_etag": str(put.get("ETag") or "").strip('"') or None,
-                    f"{role}_size": len(payload),
-                    f"{role}_location": self._location(out_bucket, target),
-                })
+                put = self.hook.put_object(
+                    out_bucket, target, payload, content_type="image/png", metadata=self._source_metadata(item)
+                )
+                doc.update(
+                    {
+                        f"{role}_etag": str(put.get("ETag") or "").strip('"') or None,
+                        f"{role}_size": len(payload),
+                        f"{role}_location": self._location(out_bucket, target),
+                    }
+                )
             else:
                 doc[f"{role}_size"] = _batch.write_atomic(target, [payload])
         doc.update(
@@ -325,11 +307,15 @@ class SegmentPortraitPartsOperator(ImageOperatorBase):
         return doc
 
     def _all_fresh(
-        self, item: SourceItem, outputs: dict[str, tuple[str, str]], out_bucket: str | None, doc: dict[str, Any]
+        self,
+        item: SourceItem,
+        outputs: dict[str, tuple[str, str]],
+        heads: dict[str, dict[str, Any] | None],
+        doc: dict[str, Any],
     ) -> bool:
         for role, (kind, target) in outputs.items():
             if kind == "cos":
-                head = _batch.cos_output_fresh(self.hook, out_bucket or "", target, item)
+                head = _batch.cos_output_fresh(self.hook, heads.get(role), item)
                 if head is None:
                     return False
                 doc[f"{role}_etag"] = str(head.get("ETag") or "").strip('"') or None

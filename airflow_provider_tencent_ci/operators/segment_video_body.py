@@ -20,31 +20,17 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.exceptions import AirflowException
-from airflow.sdk import BaseOperator
 
+from airflow_provider_tencent_ci.common.config import default_deferrable
 from airflow_provider_tencent_ci.constants import (
-    CALLBACK_FORMATS,
-    CALLBACK_TYPES,
     DEFAULT_CONN_ID,
     JOB_ACTIVE_STATES,
     JOB_FAILED_STATES,
-    JOB_LEVELS,
     JOB_LIST_MAX_SIZE,
-    JOB_QUERY_BATCH_MAX,
-    MQ_MODES,
     SEGMENT_VIDEO_BODY_TAG,
-    SVB_BACKGROUND_COLOR_MODE,
-    SVB_COLOR_MAX,
-    SVB_COLOR_MIN,
-    SVB_LOGO_MODE,
-    SVB_MODES,
-    SVB_REMOVE_COLOR_SEGMENT_TYPE,
-    SVB_SEGMENT_TYPES,
-    USER_DATA_MAX_LEN,
     JobState,
 )
 from airflow_provider_tencent_ci.exceptions import (
@@ -53,14 +39,18 @@ from airflow_provider_tencent_ci.exceptions import (
     TencentCloudError,
 )
 from airflow_provider_tencent_ci.links.cos import CIJobLink
-from airflow_provider_tencent_ci.validation import (
-    check_choice,
-    check_int_range,
-    check_non_empty_str,
-    check_object_key,
-    check_positive_seconds,
-    check_printable_ascii,
-    is_templated,
+from airflow_provider_tencent_ci.operators.base import (
+    CI_HOOK,
+    TencentCloudBaseOperator,
+    make_hook,
+    tencentcloud_template_fields,
+)
+from airflow_provider_tencent_ci.params.video import (
+    IDEMPOTENCY_MARKER_LEN,
+    IDEMPOTENCY_PREFIX,
+    SVB_SPEC,
+    USER_DATA_USER_MAX_LEN,
+    svb_request,
 )
 
 if TYPE_CHECKING:
@@ -68,169 +58,27 @@ if TYPE_CHECKING:
 
     from airflow_provider_tencent_ci.hooks.ci import CIHook
 
-try:
-    from airflow.sdk.configuration import conf
-except ImportError:  # Airflow 3.1
-    from airflow.configuration import conf  # type: ignore[no-redef]
+__all__ = [
+    "IDEMPOTENCY_MARKER_LEN",
+    "IDEMPOTENCY_PREFIX",
+    "USER_DATA_USER_MAX_LEN",
+    "SegmentVideoBodyOperator",
+    "build_svb_request",
+]
 
-IDEMPOTENCY_PREFIX = "airflow-idem:"
 _IDEM_RE = re.compile(r"airflow-idem:([0-9a-f]{16})")
-IDEMPOTENCY_MARKER_LEN = len(IDEMPOTENCY_PREFIX) + 16
-# The user's user_data and the marker are joined with ";": this much is left for the user.
-USER_DATA_USER_MAX_LEN = USER_DATA_MAX_LEN - IDEMPOTENCY_MARKER_LEN - 1
 TASK_STATE_JOB_KEY = "tencent_ci_job_id"
 REATTACH_MAX_PAGES = 20
 
-_COLOR_PARAMS = {
-    "background_red": "BackgroundRed",
-    "background_green": "BackgroundGreen",
-    "background_blue": "BackgroundBlue",
-}
-_REMOVE_PARAMS = {"remove_red": "RemoveRed", "remove_green": "RemoveGreen", "remove_blue": "RemoveBlue"}
-
-
-# -- validation ---------------------------------------------------------------------------------------------
-def _given(values: Mapping[str, Any], name: str, skip_templated: bool) -> bool:
-    """True when a value is set and can be checked now (not a still-unrendered template)."""
-    value = values.get(name)
-    return value is not None and value != "" and not (skip_templated and is_templated(value))
-
-
-def _bucket_of_url(url: str) -> str | None:
-    host = urlsplit(url).hostname or ""
-    for marker in (".cos.", ".ci.", ".cos-internal.", ".pic."):
-        if marker in host:
-            return host.split(marker, 1)[0]
-    return None
-
-
-def _bucket_stem(bucket: str) -> str:
-    """A bucket name without its ``-<appid>`` suffix (the operator accepts both spellings)."""
-    name, sep, tail = bucket.rpartition("-")
-    return name if sep and tail.isdigit() else bucket
-
 
 def build_svb_request(values: Mapping[str, Any], *, skip_templated: bool = False) -> dict[str, Any]:
-    """Validate the operator's parameters and build the ``<Request>`` body (without UserData's marker).
+    """Validate the operator's parameters (``params.video.SVB_SPEC``) and build the ``<Request>`` body (without
+    UserData's marker and Output).
 
-    With ``skip_templated`` (construction time), values that still hold Jinja are skipped and checked again after
-    rendering. Every error is a ``ParameterValidationError`` naming the parameter, the value and the rule.
+    With ``skip_templated`` (construction time), values not known yet (Jinja, XComArg) are skipped and checked again
+    after rendering. Every error is a ``ParameterValidationError`` naming the parameter, the value and the rule.
     """
-
-    def ready(name: str) -> bool:
-        return _given(values, name, skip_templated)
-
-    def pending(name: str) -> bool:
-        return skip_templated and is_templated(values.get(name))
-
-    if ready("bucket") or not pending("bucket"):
-        check_non_empty_str("bucket", values.get("bucket"))
-    if ready("input_object") or not pending("input_object"):
-        check_object_key("input_object", values.get("input_object"))
-    if ready("output_object") or not pending("output_object"):
-        check_object_key("output_object", values.get("output_object"))
-    for name in ("output_bucket", "output_region", "region"):
-        if ready(name):
-            check_non_empty_str(name, values[name])
-
-    mode = values.get("mode") or "Mask"
-    if not pending("mode"):
-        check_choice("mode", mode, SVB_MODES)
-    segment_type = values.get("segment_type") or "HumanSeg"
-    if not pending("segment_type"):
-        check_choice("segment_type", segment_type, SVB_SEGMENT_TYPES)
-
-    svb: dict[str, str] = {"Mode": str(mode), "SegmentType": str(segment_type)}
-    for name, field in {**_COLOR_PARAMS, "binary_threshold": "BinaryThreshold", **_REMOVE_PARAMS}.items():
-        if ready(name):
-            svb[field] = str(check_int_range(name, values[name], SVB_COLOR_MIN, SVB_COLOR_MAX))
-    if not pending("mode"):
-        for name in _COLOR_PARAMS:
-            if ready(name) and mode != SVB_BACKGROUND_COLOR_MODE:
-                raise ParameterValidationError(
-                    name, values[name], f"only takes effect when mode is {SVB_BACKGROUND_COLOR_MODE} (mode={mode})"
-                )
-    if not pending("segment_type"):
-        for name in _REMOVE_PARAMS:
-            if ready(name) and segment_type != SVB_REMOVE_COLOR_SEGMENT_TYPE:
-                raise ParameterValidationError(
-                    name,
-                    values[name],
-                    f"only takes effect when segment_type is {SVB_REMOVE_COLOR_SEGMENT_TYPE} "
-                    f"(segment_type={segment_type})",
-                )
-
-    logo = values.get("background_logo_url")
-    if not pending("mode") and not pending("background_logo_url"):
-        if mode == SVB_LOGO_MODE and not logo:
-            raise ParameterValidationError(
-                "background_logo_url", logo, f"is required when mode is {SVB_LOGO_MODE}"
-            )
-        if logo and mode != SVB_LOGO_MODE:
-            raise ParameterValidationError(
-                "background_logo_url", logo, f"only takes effect when mode is {SVB_LOGO_MODE} (mode={mode})"
-            )
-    if ready("background_logo_url"):
-        check_non_empty_str("background_logo_url", logo)
-        url_bucket = _bucket_of_url(str(logo))
-        source = values.get("bucket")
-        if (
-            url_bucket is not None
-            and isinstance(source, str)
-            and not pending("bucket")
-            and _bucket_stem(url_bucket) != _bucket_stem(source)
-        ):
-            raise ParameterValidationError(
-                "background_logo_url", logo, f"must be in the same bucket as the source ({source})"
-            )
-        svb["BackgroundLogoUrl"] = str(logo)
-
-    operation: dict[str, Any] = {"SegmentVideoBody": svb}
-    if ready("user_data"):
-        check_printable_ascii("user_data", values["user_data"], USER_DATA_USER_MAX_LEN)
-    if ready("job_level"):
-        level = check_int_range("job_level", values["job_level"], min(JOB_LEVELS), max(JOB_LEVELS))
-        operation["JobLevel"] = str(level)
-
-    request: dict[str, Any] = {"Tag": SEGMENT_VIDEO_BODY_TAG, "Operation": operation}
-    if not pending("input_object"):
-        request["Input"] = {"Object": values.get("input_object")}
-
-    # Callback.
-    cb_url, cb_type = values.get("callback_url"), values.get("callback_type")
-    if ready("callback_url"):
-        check_non_empty_str("callback_url", cb_url)
-        scheme = urlsplit(str(cb_url)).scheme
-        if cb_url != "no" and (scheme not in ("http", "https") or not urlsplit(str(cb_url)).hostname):
-            raise ParameterValidationError("callback_url", cb_url, "must be an http(s) URL, or 'no'")
-        request["CallBack"] = str(cb_url)
-    if ready("callback_format"):
-        request["CallBackFormat"] = check_choice("callback_format", values["callback_format"], CALLBACK_FORMATS)
-    if ready("callback_type"):
-        request["CallBackType"] = check_choice("callback_type", cb_type, CALLBACK_TYPES)
-    mq = values.get("callback_mq_config")
-    if not pending("callback_type") and not pending("callback_mq_config"):
-        if cb_type == "TDMQ":
-            if not isinstance(mq, Mapping):
-                raise ParameterValidationError(
-                    "callback_mq_config", mq, "is required when callback_type is TDMQ (MqRegion, MqMode, MqName)"
-                )
-            for key in ("MqRegion", "MqMode", "MqName"):
-                check_non_empty_str(f"callback_mq_config.{key}", mq.get(key))
-            check_choice("callback_mq_config.MqMode", mq["MqMode"], MQ_MODES)
-            unknown = set(mq) - {"MqRegion", "MqMode", "MqName"}
-            if unknown:
-                raise ParameterValidationError("callback_mq_config", dict(mq), f"unknown keys {sorted(unknown)}")
-            request["CallBackMqConfig"] = {k: str(mq[k]) for k in ("MqRegion", "MqMode", "MqName")}
-        elif mq:
-            raise ParameterValidationError("callback_mq_config", mq, "only applies when callback_type is TDMQ")
-    if values.get("use_callback_listener"):
-        for name in ("callback_url", "callback_type", "callback_mq_config"):
-            if values.get(name):
-                raise ParameterValidationError(
-                    name, values[name], "cannot be set with use_callback_listener=True (the listener sets CallBack)"
-                )
-    return request
+    return svb_request(SVB_SPEC.validate(values, rendered=not skip_templated), SEGMENT_VIDEO_BODY_TAG)
 
 
 def idempotency_key(dag_id: str, task_id: str, run_id: str, map_index: int | None) -> str:
@@ -250,14 +98,8 @@ def job_idempotency_key(job: Mapping[str, Any]) -> str | None:
     return match.group(1) if match else None
 
 
-def _seconds(value: float | timedelta | None) -> float | None:
-    if value is None:
-        return None
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
 # -- operator -----------------------------------------------------------------------------------------------
-class SegmentVideoBodyOperator(BaseOperator):
+class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
     """Submit a SegmentVideoBody job (video portrait matting) and wait for it; returns the final JobsDetail.
 
     :param bucket: source bucket (``name-appid``; ``-appid`` is appended from the connection when missing).
@@ -286,30 +128,9 @@ class SegmentVideoBodyOperator(BaseOperator):
     :param reattach_lookback: how far back to look for this task's earlier job before submitting.
     """
 
-    template_fields: Sequence[str] = (
-        "bucket",
-        "input_object",
-        "output_bucket",
-        "output_object",
-        "output_region",
-        "region",
-        "mode",
-        "segment_type",
-        "background_red",
-        "background_green",
-        "background_blue",
-        "background_logo_url",
-        "binary_threshold",
-        "remove_red",
-        "remove_green",
-        "remove_blue",
-        "user_data",
-        "job_level",
-        "callback_url",
-        "callback_format",
-        "callback_type",
-        "callback_mq_config",
-    )
+    hook_class = CI_HOOK
+    params_spec = SVB_SPEC
+    template_fields: Sequence[str] = tencentcloud_template_fields(*SVB_SPEC.template_fields)
     operator_extra_links = (CIJobLink(),)
     ui_color = "#e3f2fd"
 
@@ -341,7 +162,7 @@ class SegmentVideoBodyOperator(BaseOperator):
         tencentcloud_conn_id: str = DEFAULT_CONN_ID,
         region: str | None = None,
         wait_for_completion: bool = True,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool = default_deferrable(),
         poll_interval: float = 30.0,
         callback_fallback_poll_interval: float = 300.0,
         max_wait: float | timedelta | None = None,
@@ -351,7 +172,7 @@ class SegmentVideoBodyOperator(BaseOperator):
         job_query_batch_size: int | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(tencentcloud_conn_id=tencentcloud_conn_id, region=region, **kwargs)
         self.bucket = bucket
         self.input_object = input_object
         self.output_object = output_object
@@ -374,39 +195,38 @@ class SegmentVideoBodyOperator(BaseOperator):
         self.callback_type = callback_type
         self.callback_mq_config = callback_mq_config
         self.use_callback_listener = use_callback_listener
-        self.tencentcloud_conn_id = tencentcloud_conn_id
-        self.region = region
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
-        self.poll_interval = float(poll_interval)
-        self.callback_fallback_poll_interval = float(callback_fallback_poll_interval)
-        self.max_wait = _seconds(max_wait)
+        # Durations are checked (and turned into seconds) with every other parameter once __init__ has returned.
+        self.poll_interval: Any = poll_interval
+        self.callback_fallback_poll_interval: Any = callback_fallback_poll_interval
+        self.max_wait: Any = max_wait
         self.fail_on_pause = fail_on_pause
         self.cancel_on_kill = cancel_on_kill
-        self.reattach_lookback = _seconds(reattach_lookback) or 0.0
-        self.job_query_batch_size = (
-            None
-            if job_query_batch_size is None
-            else check_int_range("job_query_batch_size", job_query_batch_size, 1, JOB_QUERY_BATCH_MAX)
-        )
-        check_positive_seconds("poll_interval", poll_interval)
-        if self.max_wait is not None and self.max_wait <= 0:
-            raise ParameterValidationError("max_wait", max_wait, "must be > 0 seconds, or None")
-        build_svb_request(self._values(), skip_templated=True)
+        self.reattach_lookback: Any = reattach_lookback
+        self.job_query_batch_size: Any = job_query_batch_size
         self._job_id: str | None = None
         self._job_bucket: str | None = None
         self._job_state: str | None = None
 
+    def _after_init(self) -> None:
+        checked = self.validate_params(rendered=False).checked
+        self.poll_interval = float(checked["poll_interval"])
+        self.callback_fallback_poll_interval = float(checked["callback_fallback_poll_interval"])
+        self.max_wait = checked.get("max_wait")
+        self.reattach_lookback = float(checked.get("reattach_lookback", 0.0))
+        self.job_query_batch_size = checked.get("job_query_batch_size")
+
     def _values(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.template_fields} | {
-            "use_callback_listener": self.use_callback_listener
-        }
+        """Every described parameter's current value (templated or not): what ``build_svb_request`` checks."""
+        return self.param_values()
 
     # -- hooks --------------------------------------------------------------------------------------------
     def _hook(self, region: str | None = None) -> CIHook:
-        from airflow_provider_tencent_ci.hooks.ci import CIHook
-
-        return CIHook(tencentcloud_conn_id=self.tencentcloud_conn_id, region=region or self.region)
+        """The operator's (cached) hook, or one for another region (an earlier job's output region)."""
+        if region is None or region == self.hook.region:
+            return self.hook
+        return cast("CIHook", make_hook(CI_HOOK, self.tencentcloud_conn_id, region))
 
     # -- execute ------------------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:

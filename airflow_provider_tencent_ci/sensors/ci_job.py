@@ -11,23 +11,20 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator
 from airflow.sdk.bases.sensor import PokeReturnValue
 
+from airflow_provider_tencent_ci.common.config import default_deferrable
 from airflow_provider_tencent_ci.constants import DEFAULT_CONN_ID, JOB_FAILED_STATES, JobState
 from airflow_provider_tencent_ci.exceptions import CIJobFailedError, TencentCloudError, TencentCloudNotFoundError
 from airflow_provider_tencent_ci.links.cos import CIJobLink
-from airflow_provider_tencent_ci.validation import check_non_empty_str, is_templated
+from airflow_provider_tencent_ci.operators.base import CI_HOOK, TencentCloudBaseSensor, tencentcloud_template_fields
+from airflow_provider_tencent_ci.params.video import SENSOR_SPEC
+from airflow_provider_tencent_ci.validation import check_non_empty_str
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_tencent_ci.hooks.ci import CIHook
-
-try:
-    from airflow.sdk.configuration import conf
-except ImportError:  # Airflow 3.1
-    from airflow.configuration import conf  # type: ignore[no-redef]
 
 try:
     from airflow.sdk.exceptions import (  # type: ignore[attr-defined]  # Airflow >= 3.2
@@ -38,7 +35,7 @@ except ImportError:  # pragma: no cover - older layouts
     from airflow.exceptions import AirflowSensorTimeout, AirflowSkipException  # type: ignore[no-redef]
 
 
-class SegmentVideoBodyJobSensor(BaseSensorOperator):
+class SegmentVideoBodyJobSensor(TencentCloudBaseSensor["CIHook"]):
     """Wait for a SegmentVideoBody (or any CI ``/jobs``) job to finish.
 
     :param job_id: the CI JobId (templated).
@@ -50,7 +47,9 @@ class SegmentVideoBodyJobSensor(BaseSensorOperator):
         trigger's max wait and ``poke_interval`` its poll interval.
     """
 
-    template_fields: Sequence[str] = ("job_id", "bucket", "region")
+    hook_class = CI_HOOK
+    params_spec = SENSOR_SPEC
+    template_fields: Sequence[str] = tencentcloud_template_fields(*SENSOR_SPEC.template_fields)
     operator_extra_links = (CIJobLink(),)
     ui_color = "#e3f2fd"
 
@@ -62,25 +61,18 @@ class SegmentVideoBodyJobSensor(BaseSensorOperator):
         tencentcloud_conn_id: str = DEFAULT_CONN_ID,
         region: str | None = None,
         fail_on_pause: bool = False,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool = default_deferrable(),
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(tencentcloud_conn_id=tencentcloud_conn_id, region=region, **kwargs)
         self.job_id = job_id
         self.bucket = bucket
-        self.tencentcloud_conn_id = tencentcloud_conn_id
-        self.region = region
         self.fail_on_pause = fail_on_pause
         self.deferrable = deferrable
-        for name in ("job_id", "bucket"):
-            value = getattr(self, name)
-            if not is_templated(value):
-                check_non_empty_str(name, value)
 
     def _hook(self) -> CIHook:
-        from airflow_provider_tencent_ci.hooks.ci import CIHook
-
-        return CIHook(tencentcloud_conn_id=self.tencentcloud_conn_id, region=self.region)
+        """The sensor's hook, built once per task (not once per poke)."""
+        return self.hook
 
     def _fail(self, error: Exception) -> None:
         if self.soft_fail:

@@ -1,5 +1,5 @@
 """THE table of documented parameter constraints (one bad value each), shared by the catalogue test and
-docs/constraints.md. Regenerate the doc with ``python -m tests.reliability.catalogue``.
+docs/constraint-cases.md. Regenerate the doc with ``python -m tests.reliability.catalogue`` (``make docs``).
 
 Each row: the components it applies to, the parameter the error must name, the overrides applied to the
 component's valid base arguments, the rule (as documented), and the stage at which it must fail:
@@ -207,15 +207,15 @@ def rows() -> list[tuple[str, str, str, str, str]]:
 
 def render() -> str:
     lines = [
-        "# Parameter constraints (catalogue)",
+        "# Parameter constraints: the bad-value catalogue",
         "",
         "Every documented parameter constraint of the operators, sensor and triggers, with one bad value each.",
         "Each row is a test case in `tests/reliability/test_catalogue.py`: the component must refuse the value with",
         "a `ParameterValidationError` naming the parameter, at the stage shown (`init`: constructing it, i.e. DAG",
         "parse time; `execute`: after template rendering), and the emulator must have received **zero** requests.",
         "",
-        "Generated from `tests/reliability/catalogue.py` (`python -m tests.reliability.catalogue`); a test fails when",
-        "this file and the table differ.",
+        "Generated from `tests/reliability/catalogue.py` (`make docs`); a test fails when this file and the table",
+        "differ. The rules themselves are described in [constraints.md](constraints.md).",
         "",
         "| # | Component(s) | Parameter | Bad value | Rule | Stage | Enforced |",
         "|---|---|---|---|---|---|---|",
@@ -231,7 +231,7 @@ def render() -> str:
     return "\n".join(lines)
 
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "constraints.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "constraint-cases.md"
 
 if __name__ == "__main__":
     DOC.write_text(render())

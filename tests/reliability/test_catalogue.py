@@ -1,6 +1,6 @@
 """The constraint catalogue: one bad value per documented rule, refused locally with an error naming the parameter,
 before any request (the emulator counts zero). Driven by ``catalogue.TABLE``, which also renders
-docs/constraints.md."""
+docs/constraint-cases.md."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def test_constraint_refused_before_any_request(case: Case, component: str, emu: 
 
 
 def test_constraints_doc_in_sync() -> None:
-    """docs/constraints.md is rendered from the same table (regenerate: python -m tests.reliability.catalogue)."""
+    """docs/constraint-cases.md is rendered from the same table (regenerate: make docs)."""
     assert catalogue.DOC.read_text() == catalogue.render()
 
 
