@@ -21,6 +21,7 @@ Objects are written under ``airflow-provider-live/<uuid>/`` (the shared ``live_c
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
 import uuid
@@ -44,7 +45,8 @@ pytestmark = cloud.pytestmark
 
 CALLBACK_BASE_URL = os.environ.get("TENCENT_CI_LIVE_CALLBACK_BASE_URL", "")
 CALLBACK_PORT = os.environ.get("TENCENT_CI_LIVE_CALLBACK_PORT", "")
-CALLBACK_WAIT = float(os.environ.get("TENCENT_CI_LIVE_CALLBACK_WAIT") or 600)
+CALLBACK_WAIT_SETTING = os.environ.get("TENCENT_CI_LIVE_CALLBACK_WAIT", "")
+CALLBACK_WAIT = float(CALLBACK_WAIT_SETTING) if CALLBACK_WAIT_SETTING.isdigit() else 600.0
 VIDEO_KEY = os.environ.get("TENCENT_CI_LIVE_VIDEO_KEY", "")
 # Optional: a real portrait photo to upload for the detect-url check (default: the demo's drawn portrait).
 PORTRAIT_FILE = os.environ.get("TENCENT_CI_LIVE_PORTRAIT_FILE", "")
@@ -133,54 +135,64 @@ def test_job_list_with_and_without_queue_type(live_conn: str, capsys: pytest.Cap
 # ---- 2. the JSON job callback ----------------------------------------------------------------------------------
 def _wait_for_callback(
     rx: Receiver, hook: CIHook, bucket: str, job_id: str, token: str
-) -> tuple[CapturedRequest | None, list[CapturedRequest], str]:
-    """The callback carrying ``token`` (None after the bounded wait), other requests seen, the job's last state."""
+) -> tuple[CapturedRequest | None, list[CapturedRequest]]:
+    """The callback carrying ``token`` (None after the bounded wait) and the other requests that arrived.
+
+    The job is polled meanwhile: once it is final, a callback gets ``CALLBACK_GRACE`` more seconds to arrive.
+    """
     from airflow_provider_tencent_ci.constants import JOB_TERMINAL_STATES
 
     others: list[CapturedRequest] = []
-    state = "Submitted"
     deadline = time.monotonic() + CALLBACK_WAIT
     next_poll = time.monotonic() + POLL_EVERY
+    final = False
     while time.monotonic() < deadline:
         seen = rx.next_request(timeout=max(0.1, min(5.0, deadline - time.monotonic())))
         if seen is not None and token in seen.target:
-            return seen, others, state
+            return seen, others
         if seen is not None:
             others.append(seen)
-        if time.monotonic() >= next_poll:
+        if not final and time.monotonic() >= next_poll:
             next_poll = time.monotonic() + POLL_EVERY
             jobs = hook.get_jobs(bucket, job_id).jobs
-            if jobs:
-                before, state = state, str(jobs[0].get("State"))
-                if state in JOB_TERMINAL_STATES and before not in JOB_TERMINAL_STATES:
-                    deadline = min(deadline, time.monotonic() + CALLBACK_GRACE)
-    return None, others, state
+            if jobs and jobs[0].get("State") in JOB_TERMINAL_STATES:
+                final = True
+                deadline = min(deadline, time.monotonic() + CALLBACK_GRACE)
+    return None, others
 
 
-def _callback_port() -> int:
+def _check_callback_settings() -> int:
+    """The callback port; a malformed setting fails the test before anything is paid for."""
+    if CALLBACK_WAIT_SETTING and not CALLBACK_WAIT_SETTING.isdigit():
+        pytest.fail(f"TENCENT_CI_LIVE_CALLBACK_WAIT={CALLBACK_WAIT_SETTING!r}: must be whole seconds")
     if not CALLBACK_PORT.isdigit() or not 0 < int(CALLBACK_PORT) < 65536:
         pytest.fail(f"TENCENT_CI_LIVE_CALLBACK_PORT={CALLBACK_PORT!r}: must be a TCP port number (1..65535)")
     return int(CALLBACK_PORT)
 
 
-def _finish_job(hook: CIHook, bucket: str, job_id: str, state: str, output: str) -> list[str]:
-    """Cancel the job if it has not run yet (nothing more is paid for), delete its output; say what was done."""
-    from airflow_provider_tencent_ci.constants import JOB_ACTIVE_STATES
+def _finish_job(hook: CIHook, bucket: str, job_id: str, output: str) -> tuple[str, list[str]]:
+    """The job's state now; cancel it if it has not started (nothing more is paid), delete its output if present."""
+    from airflow_provider_tencent_ci.constants import JOB_ACTIVE_STATES, JobState
     from airflow_provider_tencent_ci.exceptions import TencentCloudError
 
+    jobs = hook.get_jobs(bucket, job_id).jobs
+    state = str(jobs[0].get("State")) if jobs else "unknown (not found)"
     notes = []
-    if state in JOB_ACTIVE_STATES:
+    if state == JobState.SUBMITTED.value:  # only a job that has not started can be cancelled (cn 1246/109264)
         try:
             hook.cancel_job(bucket, job_id)
             notes.append(f"cancelled job {job_id} (state {state})")
         except TencentCloudError as err:
             notes.append(f"could not cancel job {job_id} (state {state}): code={err.code}")
+    elif state in JOB_ACTIVE_STATES:
+        notes.append(f"job {job_id} is still {state}: delete {output} from the bucket once it finishes")
     if hook.object_exists(bucket, output):
         hook.delete_object(bucket, output)
         notes.append("deleted the job's output object")
-    return notes
+    return state, notes
 
 
+@pytest.mark.timeout(CALLBACK_WAIT + 300)  # the wait is bounded by CALLBACK_WAIT; the suite's 300 s would cut it
 def test_json_callback_content_type_and_framing(live_conn: str, capsys: pytest.CaptureFixture[str]) -> None:
     if not CALLBACK_BASE_URL or not CALLBACK_PORT:
         pytest.skip(
@@ -191,7 +203,7 @@ def test_json_callback_content_type_and_framing(live_conn: str, capsys: pytest.C
         pytest.skip("needs TENCENT_CI_LIVE_VIDEO_KEY: a short video already in TENCENTCLOUD_TEST_BUCKET")
     from airflow_provider_tencent_ci.operators.segment_video_body import build_svb_request
 
-    port = _callback_port()
+    port = _check_callback_settings()
     hook, bucket = _hook()
     assert hook.object_exists(bucket, VIDEO_KEY), f"TENCENT_CI_LIVE_VIDEO_KEY={VIDEO_KEY!r} is not in the bucket"
     token = uuid.uuid4().hex
@@ -209,15 +221,14 @@ def test_json_callback_content_type_and_framing(live_conn: str, capsys: pytest.C
     request["Operation"]["Output"] = {"Region": hook.region, "Bucket": bucket, "Object": output}
     callback: CapturedRequest | None = None
     others: list[CapturedRequest] = []
-    state = "Submitted"
     with Receiver(port) as rx:
         job_id = str(hook.submit_job(bucket, request)["JobId"])
         try:
-            callback, others, state = _wait_for_callback(rx, hook, bucket, job_id, token)
+            callback, others = _wait_for_callback(rx, hook, bucket, job_id, token)
         finally:
-            notes = _finish_job(hook, bucket, job_id, state, output)
+            state, notes = _finish_job(hook, bucket, job_id, output)
 
-    lines = [f"job {job_id}: last polled state {state}; waited at most {CALLBACK_WAIT:.0f} s", *notes]
+    lines = [f"job {job_id}: state {state} after the wait (at most {CALLBACK_WAIT:.0f} s)", *notes]
     if callback is None:
         lines.append("no callback arrived")
     else:
@@ -230,7 +241,7 @@ def test_json_callback_content_type_and_framing(live_conn: str, capsys: pytest.C
             f"body read as: {fmt}",
             "headers as received:",
             *(f"  {line}" for line in header_lines(callback.headers)),
-            f"body shape: {skeleton}",
+            f"body shape: {json.dumps(skeleton)}",
             "note: an HTTP-level tunnel may re-frame the body; a TCP forward (ssh -R, ngrok tcp) shows CI's own",
         ]
     lines += [f"other request: {other.method} {other.framing}" for other in others]
