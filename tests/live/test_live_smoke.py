@@ -78,7 +78,7 @@ class ListAnswer:
 
     @property
     def documented_error(self) -> bool:
-        """CI's error document: an HTTP error status with ``<Error><Code>`` (cn 460/42866 error codes)."""
+        """An HTTP error status with CI's ``<Error>`` document (Code, Message), as ``reply_error`` reads it."""
         return self.status >= 400 and bool(self.code)
 
     def describe(self) -> str:
