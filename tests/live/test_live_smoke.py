@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -233,8 +234,9 @@ def test_json_callback_content_type_and_framing(live_conn: str, capsys: pytest.C
         lines.append("no callback arrived")
     else:
         fmt, skeleton = body_shape(callback.body)
+        public_host = urlsplit(CALLBACK_BASE_URL).hostname or ""
         lines += [
-            f"request line: {callback.request_line.replace(token, '<token>')}",
+            f"request line: {redact(callback.request_line.replace(token, '<token>'), public_host)}",
             f"framing: {callback.framing} ({callback.data_events} body piece(s), {len(callback.body)} bytes,"
             f" {'complete' if callback.complete else 'INCOMPLETE'})",
             f"Content-Type: {callback.header('Content-Type')}",
