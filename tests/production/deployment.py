@@ -45,6 +45,29 @@ def require_packages() -> None:
         pytest.importorskip(module, reason=f"{module} is needed for a CeleryExecutor on PostgreSQL (dev extra)")
 
 
+def plugin_entry_point_path(root: Path) -> Path | None:
+    """A path making this checkout's ``airflow.plugins`` entry points visible to Airflow, when not installed yet.
+
+    ``make install`` registers them (pip install -e .); a venv installed from an older pyproject does not have
+    them, so this writes a minimal ``*.dist-info`` with the entry points read from pyproject.toml (one source).
+    """
+    from importlib.metadata import entry_points
+
+    import tomllib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["airflow.plugins"]
+    installed = {ep.name: ep.value for ep in entry_points(group="airflow.plugins")}
+    if all(installed.get(name) == value for name, value in declared.items()):
+        return None
+    dist_info = root / "airflow_provider_tencent_ci_checkout-0.0.0.dist-info"
+    dist_info.mkdir(parents=True, exist_ok=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: airflow-provider-tencent-ci-checkout\n"
+                                        "Version: 0.0.0\n")  # fmt: skip
+    lines = [f"{name} = {value}" for name, value in declared.items()]
+    (dist_info / "entry_points.txt").write_text("[airflow.plugins]\n" + "\n".join(lines) + "\n")
+    return root
+
+
 def _wait(condition: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -148,11 +171,12 @@ class ProductionServices(AirflowServices):
         postgres: PostgresServer,
         redis_server: RedisServer,
         extra_env: Mapping[str, str] | None = None,
+        python_path: tuple[str, ...] = (),
     ) -> None:
         self.postgres = postgres
         self.redis_server = redis_server
         env = {
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), *python_path, os.environ.get("PYTHONPATH")])),
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CORE__PARALLELISM": "32",
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.production.hostname.from_env",
@@ -215,7 +239,9 @@ def production_deployment(
     try:
         postgres.start()
         redis_server.start()
-        services = ProductionServices(home, dags_folder, postgres, redis_server, extra_env)
+        metadata = plugin_entry_point_path(home / "plugin-metadata")
+        python_path = (str(metadata),) if metadata else ()
+        services = ProductionServices(home, dags_folder, postgres, redis_server, extra_env, python_path)
         services.start()
         yield services
     finally:

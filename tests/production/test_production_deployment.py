@@ -4,10 +4,16 @@ N deferrable tasks (polling mode) run on the Celery workers and wait in the trig
 Every task succeeds with its own job (exactly N jobs, XCom and the CI job link stored), and when the triggerer
 holding the waiting triggers is SIGKILLed, the other triggerer takes them over and every task still succeeds
 without a second job.
+
+The API server carries the provider's callback receiver plugin, publishing to the callback relay. The relay has
+its own redis-server here (production may share the broker's) so that stopping it does not stop Celery.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,13 +22,23 @@ from typing import Any
 import pytest
 
 from airflow_provider_tencent_ci.emulator.server import Emulator
-from tests.production.deployment import TRIGGERERS, ProductionServices, production_deployment, require_packages
+from airflow_provider_tencent_ci.triggers import callback_relay
+from airflow_provider_tencent_ci.triggers.callback_listener import MAX_BODY_BYTES, new_nonce, token_for_nonce
+from tests.production.deployment import (
+    TRIGGERERS,
+    ProductionServices,
+    RedisServer,
+    production_deployment,
+    require_packages,
+)
 
 pytestmark = pytest.mark.services
 
 DAGS = Path(__file__).with_name("dags")
 DAG_ID = "production_video_body"
 TASKS = [f"segment_{i}" for i in range(10)]
+TOKEN_KEY = "production-test-callback-token-key"
+CALLBACK = b'{"EventName":"TaskFinish","JobsDetail":{"JobId":"a0123","State":"Success"}}'
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +49,36 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory, emulator: Emulator) -> Iterator[ProductionServices]:
+def relay_redis() -> Iterator[RedisServer]:
     require_packages()
+    server = RedisServer()
+    server.start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, emulator: Emulator, relay_redis: RedisServer
+) -> Iterator[ProductionServices]:
     dags = tmp_path_factory.mktemp("dags")
     shutil.copy(DAGS / f"{DAG_ID}.py", dags / f"{DAG_ID}.py")
     conn_env, conn_value = emulator.airflow_conn_env()
-    with production_deployment(tmp_path_factory.mktemp("home"), dags, {conn_env: conn_value}) as services:
-        services.wait_for_dag(DAG_ID)
-        yield services
+    relay_conn = {"conn_type": "redis", "host": "127.0.0.1", "port": relay_redis.port, "extra": {"db": 0}}
+    env = {
+        conn_env: conn_value,
+        "AIRFLOW_CONN_TENCENT_CI_RELAY": json.dumps(relay_conn),
+        "AIRFLOW__TENCENT_CI__CALLBACK_RELAY_CONN_ID": "tencent_ci_relay",
+        "AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY": TOKEN_KEY,
+    }
+    # This process makes the tokens the receiver checks: the same key.
+    os.environ["AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY"] = TOKEN_KEY
+    try:
+        with production_deployment(tmp_path_factory.mktemp("home"), dags, env) as services:
+            services.wait_for_dag(DAG_ID)
+            yield services
+    finally:
+        del os.environ["AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY"]
 
 
 def _jobs_of(emu: Emulator, batch: str) -> list[dict[str, Any]]:
@@ -102,3 +140,65 @@ def test_a_killed_triggerer_hands_its_triggers_to_the_other(deployment: Producti
     emulator.set_job_timing(0.0, 0.5)  # every job finishes now
     assert deployment.wait_for_run(DAG_ID, run_id, timeout=120) == "success", deployment.home
     _assert_every_task_succeeded_with_its_own_job(deployment, emulator, run_id, "failover")
+
+
+# -- the callback receiver on the API server ------------------------------------------------------------------
+def _post(services: ProductionServices, token: str, body: Any, content_type: str = "application/json") -> int:
+    import httpx
+
+    with httpx.Client(base_url=services.base_url, trust_env=False, timeout=30) as client:
+        response = client.post(f"/tencent-ci/callbacks/{token}", content=body, headers={"Content-Type": content_type})
+    return response.status_code
+
+
+def test_the_api_server_receiver_stores_callbacks_in_the_relay(
+    deployment: ProductionServices, relay_redis: RedisServer
+) -> None:
+    import redis
+
+    plugins = deployment._request("GET", "/api/v2/plugins")["plugins"]
+    assert "tencent_ci_callback_receiver" in [p["name"] for p in plugins]
+
+    channel = redis.Redis.from_url(relay_redis.url).pubsub(ignore_subscribe_messages=True)
+    channel.subscribe(callback_relay.CHANNEL)
+
+    def next_published() -> callback_relay.RelayedCallback:
+        message = None
+        for _ in range(100):
+            message = channel.get_message(timeout=0.2)
+            if message is not None:
+                return callback_relay.RelayedCallback.decode(message["data"])
+        raise TimeoutError("nothing published on the relay channel")
+
+    forged = f"{new_nonce()}.{'A' * 32}"
+    assert _post(deployment, forged, CALLBACK) == 404
+    assert _post(deployment, "short", CALLBACK) == 404
+    token = token_for_nonce(new_nonce())
+    assert _post(deployment, token, b"<Response><JobsDetail>", "application/xml") == 400
+    assert _post(deployment, token, b"x" * (MAX_BODY_BYTES + 1)) == 413  # Content-Length says so
+    assert _post(deployment, token, iter([b"x" * 65536] * (MAX_BODY_BYTES // 65536 + 1))) == 413  # chunked
+    assert _post(deployment, token, CALLBACK) == 200
+
+    # Only the valid callback reached the relay: published once, and stored for a trigger that registers later.
+    assert next_published() == callback_relay.RelayedCallback(token, CALLBACK, "application/json")
+    assert channel.get_message(timeout=0.5) is None
+    stored = redis.Redis.from_url(relay_redis.url).keys(callback_relay.KEY_PREFIX + "*")
+    assert stored == [callback_relay.pending_key(token).encode()]
+
+    async def take(token: str) -> list[callback_relay.RelayedCallback]:
+        relay = callback_relay.CallbackRelay(relay_redis.url)
+        try:
+            return await relay.take_pending(token)
+        finally:
+            await relay.aclose()
+
+    assert asyncio.run(take(token)) == [callback_relay.RelayedCallback(token, CALLBACK, "application/json")]
+
+    # Relay down: 503, so that CI retries; back up: stored again.
+    relay_redis.stop()
+    try:
+        assert _post(deployment, token, CALLBACK) == 503
+    finally:
+        relay_redis.start()
+    assert _post(deployment, token, CALLBACK) == 200
+    assert len(asyncio.run(take(token))) == 1
