@@ -132,7 +132,7 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
 class CallbackRelay:
     """Publishing and reading pending callbacks; one instance per event loop (it holds a connection pool)."""
 
-    def __init__(self, url: str, *, ttl: int = PENDING_TTL_SECONDS, max_per_token: int = PENDING_MAX_PER_TOKEN):
+    def __init__(self, url: str, *, ttl: int = PENDING_TTL_SECONDS, max_per_token: int = PENDING_MAX_PER_TOKEN) -> None:
         import redis.asyncio
 
         self.url = url
@@ -191,7 +191,7 @@ class RelaySubscriber:
     retried with backoff until :meth:`stop`.
     """
 
-    def __init__(self, url: str, deliver: Deliver, on_subscribed: Callable[[], Awaitable[None]] | None = None):
+    def __init__(self, url: str, deliver: Deliver, on_subscribed: Callable[[], Awaitable[None]] | None = None) -> None:
         self.url = url
         self.deliver = deliver
         self.on_subscribed = on_subscribed
@@ -226,7 +226,10 @@ class RelaySubscriber:
                 self.subscribed.set()
                 backoff = 0.1
                 if self.on_subscribed is not None:
-                    await self.on_subscribed()
+                    try:
+                        await self.on_subscribed()
+                    except Exception:
+                        log.exception("Callback relay: the on-subscribed hook failed")
                 while not self._stop.is_set():
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
                     if message is not None and message.get("type") == "message":

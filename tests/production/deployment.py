@@ -206,6 +206,13 @@ class ProductionServices(AirflowServices):
     def component_env(self, component: str) -> dict[str, str]:
         return {**self.env, "TENCENT_CI_TEST_HOSTNAME": component}
 
+    def stop(self) -> None:
+        # Ask every component to stop at once, then wait for each: a sequential stop waits for each in turn.
+        for proc in self.procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        super().stop()
+
     def kill(self, component: str) -> None:
         """SIGKILL a component's whole process group: no cleanup, no goodbye heartbeat."""
         self.stop_component(component, signal.SIGKILL)
