@@ -187,8 +187,9 @@ class RelaySubscriber:
     """ONE subscription to the relay channel per process, on its own thread and event loop.
 
     Each message is handed to ``deliver``; ``on_subscribed`` (optional) runs after every (re)subscription, so the
-    owner can :meth:`CallbackRelay.take_pending` for its tokens after an outage. Redis going away is logged and
-    retried with backoff until :meth:`stop`.
+    owner can :meth:`take_pending` for its tokens after an outage. Redis going away is logged and retried with
+    backoff until :meth:`stop`. :meth:`take_pending` may be awaited from any event loop (a trigger's): it runs on
+    the subscriber's loop, with the process's one Redis client.
     """
 
     def __init__(self, url: str, deliver: Deliver, on_subscribed: Callable[[], Awaitable[None]] | None = None) -> None:
@@ -200,6 +201,8 @@ class RelaySubscriber:
         self.ignored = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._relay: CallbackRelay | None = None
 
     def start(self) -> RelaySubscriber:
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="tencent-ci-relay", daemon=True)
@@ -211,7 +214,27 @@ class RelaySubscriber:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    async def take_pending(self, token: str) -> list[RelayedCallback]:
+        """:meth:`CallbackRelay.take_pending` for a trigger registering late ([] before the subscriber runs)."""
+        loop, relay = self._loop, self._relay
+        if loop is None or relay is None:
+            return []
+        try:
+            future = asyncio.run_coroutine_threadsafe(relay.take_pending(token), loop)
+        except RuntimeError:  # the subscriber's loop has closed
+            return []
+        return await asyncio.wrap_future(future)
+
     async def _run(self) -> None:
+        self._relay = CallbackRelay(self.url)
+        self._loop = asyncio.get_running_loop()
+        try:
+            await self._subscribe_until_stopped()
+        finally:
+            self._loop = None
+            await self._relay.aclose()
+
+    async def _subscribe_until_stopped(self) -> None:
         import redis.asyncio
 
         backoff = 0.1
@@ -265,7 +288,22 @@ class RelaySubscriber:
 
 _SUBSCRIBER: RelaySubscriber | None = None
 _SUBSCRIBER_LOCK = threading.Lock()
-_SAID_PROCESS_LOCAL = False
+_SAID_PROCESS_LOCAL = False  # also: "this process has no relay", so the config is not looked up again
+
+
+async def ensure_subscriber(
+    deliver: Deliver, on_subscribed: Callable[[], Awaitable[None]] | None = None
+) -> RelaySubscriber | None:
+    """From a trigger: the process's one subscriber, started on first call from the configured relay; None when
+    there is no relay (the log says once that callbacks are process-local) or its connection cannot be read."""
+    if _SUBSCRIBER is not None or _SAID_PROCESS_LOCAL:
+        return _SUBSCRIBER
+    try:
+        url = await arelay_url()
+    except Exception as err:
+        log.error("Callback relay: cannot read [tencent_ci] callback_relay_conn_id: %s", err)
+        url = None
+    return start_subscriber(url, deliver, on_subscribed)
 
 
 def start_subscriber(

@@ -92,6 +92,38 @@ async def test_a_callback_published_before_its_trigger_registers_is_taken_once(
     assert await relay.take_pending("tok-early-000000000001") == []  # taken, not copied
 
 
+async def test_a_trigger_registering_late_takes_its_callback_through_the_process_subscriber(
+    relay: CallbackRelay, redis_server: RedisServer
+) -> None:
+    await relay.publish("tok-late-0000000000001", BODY, JSON)  # before anyone subscribed: nobody hears it
+    subscriber = RelaySubscriber(redis_server.url, Recorder()).start()
+    try:
+        await eventually(subscriber.subscribed.is_set, "the subscription")
+        # From this test's loop, as a trigger on the triggerer's loop would: it runs on the subscriber's client.
+        taken = await subscriber.take_pending("tok-late-0000000000001")
+        assert taken == [RelayedCallback("tok-late-0000000000001", BODY, JSON)]
+        assert await subscriber.take_pending("tok-late-0000000000001") == []
+    finally:
+        subscriber.stop()
+
+
+async def test_one_subscription_per_process_however_many_triggers_ask(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(callback_relay, "_SUBSCRIBER", None)
+    monkeypatch.setattr(callback_relay, "_SAID_PROCESS_LOCAL", False)
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_RELAY_URL", redis_server.url)
+    try:
+        subscribers = await asyncio.gather(*(callback_relay.ensure_subscriber(Recorder()) for _ in range(5)))
+        first = subscribers[0]
+        assert first is not None
+        assert all(s is first for s in subscribers)
+        await eventually(first.subscribed.is_set, "the subscription")
+        assert numsub(redis_server) == 1
+    finally:
+        callback_relay.stop_subscriber()
+
+
 async def test_pending_callbacks_per_token_are_capped_to_the_newest(relay: CallbackRelay) -> None:
     for i in range(callback_relay.PENDING_MAX_PER_TOKEN + 3):
         await relay.publish("tok-capped-0000000001", str(i).encode(), "text/plain")
