@@ -18,6 +18,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -104,6 +105,10 @@ def _assert_every_task_succeeded_with_its_own_job(
     for task, result in returned.items():
         link = services.xcom(DAG_ID, run_id, task, key="ci_job")
         assert link["job_id"] == result["JobId"], (task, link)
+    # The link as the UI shows it, through the REST API.
+    run = quote(run_id, safe="")
+    links = services._request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run}/taskInstances/{TASKS[0]}/links")
+    assert returned[TASKS[0]]["JobId"] in str(links["extra_links"].get("CI Job")), links
 
 
 def test_every_deferred_task_succeeds_on_celery_and_postgres(
