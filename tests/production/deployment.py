@@ -213,6 +213,17 @@ class ProductionServices(AirflowServices):
                 os.killpg(proc.pid, signal.SIGTERM)
         super().stop()
 
+    def run_report(self, dag_id: str, run_id: str, lines_per_task: int = 20) -> str:
+        """Task states of a run, with the end of each unsuccessful task's log (assertion messages)."""
+        report = [f"logs in {self.home}"]
+        for task, ti in sorted(self.task_instances(dag_id, run_id).items()):
+            report.append(f"{task}: {ti['state']}")
+            if ti["state"] != "success":
+                folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task}"
+                for log in sorted(folder.glob("*.log")):
+                    report += log.read_text(errors="replace").splitlines()[-lines_per_task:]
+        return "\n".join(report)
+
     def kill(self, component: str) -> None:
         """SIGKILL a component's whole process group: no cleanup, no goodbye heartbeat."""
         self.stop_component(component, signal.SIGKILL)

@@ -116,7 +116,8 @@ def test_every_deferred_task_succeeds_on_celery_and_postgres(
 ) -> None:
     emulator.set_job_timing(0.5, 2.0)
     run_id = deployment.trigger_dag(DAG_ID, {"batch": "steady"})
-    assert deployment.wait_for_run(DAG_ID, run_id, timeout=150) == "success", deployment.home
+    state = deployment.wait_for_run(DAG_ID, run_id, timeout=150)
+    assert state == "success", deployment.run_report(DAG_ID, run_id)
     _assert_every_task_succeeded_with_its_own_job(deployment, emulator, run_id, "steady")
     # The tasks really ran on the Celery workers, recorded in the PostgreSQL metadata DB.
     hosts = {h for (h,) in deployment.query("SELECT DISTINCT hostname FROM task_instance WHERE run_id = %s", run_id)}
@@ -143,7 +144,8 @@ def test_a_killed_triggerer_hands_its_triggers_to_the_other(deployment: Producti
         f"{survivor} to take over the {placement[victim]} trigger(s) of the killed {victim}",
     )
     emulator.set_job_timing(0.0, 0.5)  # every job finishes now
-    assert deployment.wait_for_run(DAG_ID, run_id, timeout=120) == "success", deployment.home
+    state = deployment.wait_for_run(DAG_ID, run_id, timeout=120)
+    assert state == "success", deployment.run_report(DAG_ID, run_id)
     _assert_every_task_succeeded_with_its_own_job(deployment, emulator, run_id, "failover")
 
 
