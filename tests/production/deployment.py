@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -223,6 +224,14 @@ class ProductionServices(AirflowServices):
                 for log in sorted(folder.glob("*.log")):
                     report += log.read_text(errors="replace").splitlines()[-lines_per_task:]
         return "\n".join(report)
+
+    def deferral_exits_processed(self, dag_id: str, run_id: str) -> set[str]:
+        """Tasks of a run whose worker exit after ``defer()`` the scheduler has processed (from its log line)."""
+        line = re.compile(
+            rf"TaskInstance Finished: dag_id={re.escape(dag_id)}, task_id=([^,]+), run_id={re.escape(run_id)}, "
+            r"[^\n]*?state=deferred,"
+        )
+        return set(line.findall(self.log_path("scheduler").read_text(errors="replace")))
 
     def kill(self, component: str) -> None:
         """SIGKILL a component's whole process group: no cleanup, no goodbye heartbeat."""

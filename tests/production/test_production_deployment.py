@@ -21,6 +21,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from airflow import __version__ as airflow_version
+from packaging.version import Version
 
 from airflow_provider_tencent_ci.emulator.server import Emulator
 from airflow_provider_tencent_ci.triggers import callback_relay
@@ -38,6 +40,8 @@ pytestmark = pytest.mark.services
 DAGS = Path(__file__).with_name("dags")
 DAG_ID = "production_video_body"
 TASKS = [f"segment_{i}" for i in range(10)]
+# Airflow < 3.3 fails a task resumed before the scheduler saw its deferral exit (see _finish_jobs).
+SCHEDULER_RACES_FAST_RESUMES = Version(airflow_version) < Version("3.3")
 TOKEN_KEY = "production-test-callback-token-key"
 CALLBACK = b'{"EventName":"TaskFinish","JobsDetail":{"JobId":"a0123","State":"Success"}}'
 
@@ -111,11 +115,43 @@ def _assert_every_task_succeeded_with_its_own_job(
     assert returned[TASKS[0]]["JobId"] in str(links["extra_links"].get("CI Job")), links
 
 
+def _wait_until_all_deferred(deployment: ProductionServices, run_id: str) -> dict[str, int]:
+    """Every task of the run deferred, and its trigger running on a live triggerer; returns the placement."""
+
+    def placement() -> dict[str, int] | None:
+        running = {h: n for h, n in deployment.triggers_by_triggerer(DAG_ID, run_id).items() if h in TRIGGERERS}
+        return running if sum(running.values()) == len(TASKS) else None
+
+    return dict(deployment.wait_for(placement, 150, "every task deferred to a running triggerer"))
+
+
+def _finish_jobs(deployment: ProductionServices, emulator: Emulator, run_id: str) -> None:
+    """Let every job of the run finish now.
+
+    Airflow < 3.3 fails a task whose trigger fires before the scheduler has processed the Celery "success" of the
+    worker's exit after ``defer()`` (3.3.2's ``scheduler_job_runner`` checks for this "resume-after-defer" case;
+    3.1.8's does not). That is a core race, not the provider's: on those versions, wait for the scheduler first.
+    """
+    if SCHEDULER_RACES_FAST_RESUMES:
+        deployment.wait_for(
+            lambda: deployment.deferral_exits_processed(DAG_ID, run_id) >= set(TASKS),
+            60,
+            "the scheduler to process every deferral exit (Airflow < 3.3)",
+        )
+    emulator.set_job_timing(0.0, 0.5)
+
+
 def test_every_deferred_task_succeeds_on_celery_and_postgres(
     deployment: ProductionServices, emulator: Emulator
 ) -> None:
-    emulator.set_job_timing(0.5, 2.0)
-    run_id = deployment.trigger_dag(DAG_ID, {"batch": "steady"})
+    if SCHEDULER_RACES_FAST_RESUMES:
+        emulator.set_job_timing(0.5, 3600.0)  # released by _finish_jobs
+        run_id = deployment.trigger_dag(DAG_ID, {"batch": "steady"})
+        _wait_until_all_deferred(deployment, run_id)
+        _finish_jobs(deployment, emulator, run_id)
+    else:
+        emulator.set_job_timing(0.5, 2.0)
+        run_id = deployment.trigger_dag(DAG_ID, {"batch": "steady"})
     state = deployment.wait_for_run(DAG_ID, run_id, timeout=150)
     assert state == "success", deployment.run_report(DAG_ID, run_id)
     _assert_every_task_succeeded_with_its_own_job(deployment, emulator, run_id, "steady")
@@ -127,13 +163,7 @@ def test_every_deferred_task_succeeds_on_celery_and_postgres(
 def test_a_killed_triggerer_hands_its_triggers_to_the_other(deployment: ProductionServices, emulator: Emulator) -> None:
     emulator.set_job_timing(0.5, 3600.0)  # jobs run until the test lets them finish
     run_id = deployment.trigger_dag(DAG_ID, {"batch": "failover"})
-
-    def all_deferred_and_running() -> dict[str, int] | None:
-        placement = deployment.triggers_by_triggerer(DAG_ID, run_id)
-        running = {host: n for host, n in placement.items() if host in TRIGGERERS}
-        return running if sum(running.values()) == len(TASKS) else None
-
-    placement = deployment.wait_for(all_deferred_and_running, 150, "every task deferred to a running triggerer")
+    placement = _wait_until_all_deferred(deployment, run_id)
     victim = max(placement, key=lambda host: placement[host])
     survivor = next(t for t in TRIGGERERS if t != victim)
     deployment.kill(victim)
@@ -143,7 +173,7 @@ def test_a_killed_triggerer_hands_its_triggers_to_the_other(deployment: Producti
         90,
         f"{survivor} to take over the {placement[victim]} trigger(s) of the killed {victim}",
     )
-    emulator.set_job_timing(0.0, 0.5)  # every job finishes now
+    _finish_jobs(deployment, emulator, run_id)
     state = deployment.wait_for_run(DAG_ID, run_id, timeout=120)
     assert state == "success", deployment.run_report(DAG_ID, run_id)
     _assert_every_task_succeeded_with_its_own_job(deployment, emulator, run_id, "failover")
