@@ -91,6 +91,24 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "https://airflow-callbacks.example.com/tencent-ci",
                         "default": "",
                     },
+                    "callback_relay_conn_id": {
+                        "description": "Airflow `redis` connection of the shared callback relay (receivers publish "
+                        "callbacks there, every triggerer subscribes once). Needs the [redis] extra. Empty: "
+                        "callback_relay_url, else no relay (callbacks stay in the process that received them).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "redis_default",
+                        "default": "",
+                    },
+                    "callback_relay_url": {
+                        "description": "redis:// or rediss:// URL of the callback relay, when no "
+                        "callback_relay_conn_id is set.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "sensitive": True,
+                        "example": "redis://redis:6379/0",
+                        "default": "",
+                    },
                 },
             }
         },

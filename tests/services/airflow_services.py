@@ -60,6 +60,17 @@ class AirflowServices:
         }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._jwt: str | None = None
+        # Extension points for other deployments (tests/production): which processes run, and their commands.
+        self.components: tuple[str, ...] = COMPONENTS
+
+    def component_args(self, component: str) -> list[str]:
+        args = [AIRFLOW, component]
+        if component == "api-server":
+            args += ["--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"]
+        return args
+
+    def component_env(self, component: str) -> dict[str, str]:
+        return self.env
 
     def log_path(self, component: str) -> Path:
         return self.home / f"{component}.log"
@@ -67,18 +78,16 @@ class AirflowServices:
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         subprocess.run([AIRFLOW, "db", "migrate"], env=self.env, check=True, capture_output=True, timeout=300)
-        for component in COMPONENTS:
+        for component in self.components:
             self.start_component(component)
         self.wait_for(lambda: self._get("/api/v2/version") is not None, 120, "the API server")
 
     def start_component(self, component: str) -> None:
-        args = [AIRFLOW, component]
-        if component == "api-server":
-            args += ["--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"]
+        args = self.component_args(component)
         log = self.log_path(component).open("ab")
         # A process group per component, so a stop takes its workers with it.
         self.procs[component] = subprocess.Popen(
-            args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            args, env=self.component_env(component), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
     def stop_component(self, component: str, sig: int = signal.SIGTERM) -> None:
@@ -99,7 +108,7 @@ class AirflowServices:
         self.start_component(component)
 
     def stop(self) -> None:
-        for component in reversed(COMPONENTS):
+        for component in reversed(self.components):
             self.stop_component(component)
 
     # REST API, as the UI uses it

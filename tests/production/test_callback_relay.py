@@ -1,0 +1,247 @@
+"""The Redis callback relay against a real redis-server on loopback (no Airflow processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_tencent_ci.triggers import callback_relay
+from airflow_provider_tencent_ci.triggers.callback_relay import (
+    PENDING_TTL_SECONDS,
+    CallbackRelay,
+    CallbackRelayError,
+    RelayedCallback,
+    RelaySubscriber,
+    pending_key,
+)
+from tests.production.deployment import REPO, RedisServer, require_packages
+
+BODY = b'{"EventName":"TaskFinish","JobsDetail":{"JobId":"a1","State":"Success"}}'
+JSON = "application/json"
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    require_packages()
+    server = RedisServer()
+    server.start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+async def relay(redis_server: RedisServer) -> AsyncIterator[CallbackRelay]:
+    relay = CallbackRelay(redis_server.url)
+    yield relay
+    await relay.aclose()
+
+
+class Recorder:
+    """A `deliver` coroutine holding some tokens, recording every call (it runs on the subscriber's thread)."""
+
+    def __init__(self, *held: str) -> None:
+        self.held = set(held)
+        self.calls: list[tuple[str, bytes, str]] = []
+        self._lock = threading.Lock()
+
+    async def __call__(self, token: str, body: bytes, content_type: str) -> bool:
+        with self._lock:
+            self.calls.append((token, body, content_type))
+        return token in self.held
+
+    def tokens(self) -> list[str]:
+        with self._lock:
+            return [token for token, _, _ in self.calls]
+
+
+async def eventually(condition: Callable[[], Any], what: str, timeout: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def numsub(server: RedisServer) -> int:
+    import redis
+
+    counts = dict(redis.Redis.from_url(server.url).pubsub_numsub(callback_relay.CHANNEL))
+    return int(counts[callback_relay.CHANNEL.encode()])
+
+
+async def test_a_callback_published_before_its_trigger_registers_is_taken_once(
+    relay: CallbackRelay, redis_server: RedisServer
+) -> None:
+    import redis
+
+    await relay.publish("tok-early-000000000001", BODY, JSON)
+    ttl = redis.Redis.from_url(redis_server.url).ttl(pending_key("tok-early-000000000001"))
+    assert 0 < ttl <= PENDING_TTL_SECONDS
+    assert await relay.take_pending("tok-early-000000000001") == [RelayedCallback("tok-early-000000000001", BODY, JSON)]
+    assert await relay.take_pending("tok-early-000000000001") == []  # taken, not copied
+
+
+async def test_a_trigger_registering_late_takes_its_callback_through_the_process_subscriber(
+    relay: CallbackRelay, redis_server: RedisServer
+) -> None:
+    await relay.publish("tok-late-0000000000001", BODY, JSON)  # before anyone subscribed: nobody hears it
+    subscriber = RelaySubscriber(redis_server.url, Recorder()).start()
+    try:
+        await eventually(subscriber.subscribed.is_set, "the subscription")
+        # From this test's loop, as a trigger on the triggerer's loop would: it runs on the subscriber's client.
+        taken = await subscriber.take_pending("tok-late-0000000000001")
+        assert taken == [RelayedCallback("tok-late-0000000000001", BODY, JSON)]
+        assert await subscriber.take_pending("tok-late-0000000000001") == []
+    finally:
+        subscriber.stop()
+
+
+async def test_one_subscription_per_process_however_many_triggers_ask(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(callback_relay, "_SUBSCRIBER", None)
+    monkeypatch.setattr(callback_relay, "_SAID_PROCESS_LOCAL", False)
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_RELAY_URL", redis_server.url)
+    try:
+        subscribers = await asyncio.gather(*(callback_relay.ensure_subscriber(Recorder()) for _ in range(5)))
+        first = subscribers[0]
+        assert first is not None
+        assert all(s is first for s in subscribers)
+        await eventually(first.subscribed.is_set, "the subscription")
+        assert numsub(redis_server) == 1
+    finally:
+        callback_relay.stop_subscriber()
+
+
+async def test_pending_callbacks_per_token_are_capped_to_the_newest(relay: CallbackRelay) -> None:
+    for i in range(callback_relay.PENDING_MAX_PER_TOKEN + 3):
+        await relay.publish("tok-capped-0000000001", str(i).encode(), "text/plain")
+    taken = await relay.take_pending("tok-capped-0000000001")
+    assert [int(c.body) for c in taken] == list(range(3, callback_relay.PENDING_MAX_PER_TOKEN + 3))
+
+
+async def test_a_callback_published_after_subscribing_is_delivered_once(
+    relay: CallbackRelay, redis_server: RedisServer
+) -> None:
+    recorder = Recorder("tok-live-0000000000001")
+    subscriber = RelaySubscriber(redis_server.url, recorder).start()
+    try:
+        await eventually(subscriber.subscribed.is_set, "the subscription")
+        await relay.publish("tok-live-0000000000001", BODY, JSON)
+        # A second message for a token nobody holds: once it arrived, the first one cannot still be in flight.
+        await relay.publish("tok-nobody-00000000001", b"<Response/>", "application/xml")
+        await eventually(lambda: len(recorder.calls) == 2, "both messages")
+        assert recorder.calls == [
+            ("tok-live-0000000000001", BODY, JSON),
+            ("tok-nobody-00000000001", b"<Response/>", "application/xml"),
+        ]
+        assert (subscriber.delivered, subscriber.ignored) == (1, 1)
+    finally:
+        subscriber.stop()
+
+
+def test_two_subscriber_processes_only_the_holder_acts(redis_server: RedisServer, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    outputs = {name: tmp_path / f"{name}.txt" for name in ("first", "second")}
+    held = {"first": "tok-first-00000000001", "second": "tok-second-0000000001"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.production.relay_subscriber_process", redis_server.url, held[n], str(out)],
+            env=env,
+            cwd=REPO,
+        )
+        for n, out in outputs.items()
+    ]
+    try:
+        asyncio.run(eventually(lambda: numsub(redis_server) == 2, "two subscribed processes", timeout=60))
+
+        async def publish_both() -> None:
+            relay = CallbackRelay(redis_server.url)
+            for token in held.values():
+                await relay.publish(token, BODY, JSON)
+            await relay.aclose()
+
+        asyncio.run(publish_both())
+
+        def lines(name: str) -> list[str]:
+            return outputs[name].read_text().splitlines() if outputs[name].exists() else []
+
+        asyncio.run(eventually(lambda: len(lines("first")) == 2 and len(lines("second")) == 2, "both processes"))
+        assert lines("first") == [f"acted {held['first']}", f"ignored {held['second']}"]
+        assert lines("second") == [f"ignored {held['first']}", f"acted {held['second']}"]
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=30)
+
+
+async def test_redis_down_publish_fails_clearly_and_the_subscriber_reconnects(redis_server: RedisServer) -> None:
+    recorder = Recorder("tok-outage-0000000001")
+    subscriptions: list[int] = []
+
+    async def on_subscribed() -> None:
+        subscriptions.append(1)
+
+    subscriber = RelaySubscriber(redis_server.url, recorder, on_subscribed).start()
+    relay = CallbackRelay(redis_server.url)
+    try:
+        await eventually(subscriber.subscribed.is_set, "the subscription")
+        redis_server.stop()
+        with pytest.raises(CallbackRelayError, match=rf"callback relay redis://127\.0\.0\.1:{redis_server.port}/0 "):
+            await relay.publish("tok-outage-0000000001", BODY, JSON)
+        assert await relay.take_pending("tok-outage-0000000001") == []  # logged, not raised: the poll covers it
+        await eventually(lambda: not subscriber.subscribed.is_set(), "the subscriber to notice the outage")
+
+        redis_server.start()
+        await eventually(subscriber.subscribed.is_set, "the subscriber to reconnect", timeout=30)
+        assert len(subscriptions) == 2  # the owner can take pending callbacks after every (re)subscription
+        await relay.publish("tok-outage-0000000001", BODY, JSON)
+        await eventually(lambda: subscriber.delivered == 1, "the callback after the restart")
+        assert recorder.tokens() == ["tok-outage-0000000001"]
+    finally:
+        subscriber.stop()
+        await relay.aclose()
+
+
+def test_without_a_relay_callbacks_are_process_local_said_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(callback_relay, "_SAID_PROCESS_LOCAL", False)
+    caplog.set_level(logging.WARNING, logger=callback_relay.__name__)
+    assert callback_relay.relay_url() is None
+    assert callback_relay.start_subscriber(None, Recorder()) is None
+    assert callback_relay.start_subscriber(None, Recorder()) is None
+    said = [r for r in caplog.records if "process-local" in r.getMessage()]
+    assert len(said) == 1, said
+
+
+def test_the_relay_url_comes_from_an_airflow_redis_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    connection = {
+        "conn_type": "redis",
+        "host": "redis.internal",
+        "port": 6380,
+        "login": "airflow",
+        "password": "p@ss/word",
+        "extra": {"db": 2, "ssl": True},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_TENCENT_CI_RELAY_TEST", json.dumps(connection))
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_RELAY_CONN_ID", "tencent_ci_relay_test")
+    url = callback_relay.relay_url()
+    assert url == "rediss://airflow:p%40ss%2Fword@redis.internal:6380/2"
+    assert callback_relay.redacted(url) == "rediss://redis.internal:6380/2"
+
+    monkeypatch.delenv("AIRFLOW__TENCENT_CI__CALLBACK_RELAY_CONN_ID")
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_RELAY_URL", "redis://127.0.0.1:6390/1")
+    assert callback_relay.relay_url() == "redis://127.0.0.1:6390/1"
