@@ -47,10 +47,14 @@ from airflow_provider_tencent_ci.constants import (
     USER_DATA_MAX_LEN,
     JobState,
 )
-from airflow_provider_tencent_ci.exceptions import (
-    CIJobFailedError,
-    ParameterValidationError,
-    TencentCloudError,
+from airflow_provider_tencent_ci.exceptions import ParameterValidationError, TencentCloudError
+from airflow_provider_tencent_ci.jobs.outcome import (
+    JobOutcome,
+    event_error,
+    event_outcome,
+    job_error,
+    job_outcome,
+    task_error,
 )
 from airflow_provider_tencent_ci.links.cos import CIJobLink
 from airflow_provider_tencent_ci.validation import (
@@ -486,11 +490,10 @@ class SegmentVideoBodyOperator(BaseOperator):
         if not event:
             raise AirflowException("CI job trigger returned no event")
         self._job_id = event.get("job_id") or self._job_id
-        status = event.get("status")
-        if status == "success":
+        if event_outcome(event) is JobOutcome.SUCCESS:
             self.log.info("CI job %s succeeded", self._job_id)
             return event.get("job")
-        raise _event_error(event)
+        raise event_error(event)
 
     def _wait_in_worker(self, hook: CIHook, bucket: str, job_id: str) -> dict[str, Any]:
         deadline = None if self.max_wait is None else time.monotonic() + self.max_wait
@@ -506,29 +509,18 @@ class SegmentVideoBodyOperator(BaseOperator):
                 query = None
             if query is not None:
                 job = next((j for j in query.jobs if j.get("JobId") == job_id), None)
-                if job is None:
-                    missing += 1
-                    if missing >= 3:
-                        raise TencentCloudError(f"CI job {job_id} does not exist", code="NoSuchJob",
-                                                operation="DescribeJobs")
-                else:
-                    missing = 0
-                    state = job.get("State")
-                    if state != last_state:
-                        self.log.info("CI job %s: state %s -> %s", job_id, last_state or "(unknown)", state)
-                        last_state = state
-                    self._job_state = state
-                    if state == JobState.SUCCESS.value:
-                        return job
-                    if state in JOB_FAILED_STATES:
-                        raise _failed_error(job)
-                    if state == JobState.PAUSE.value and self.fail_on_pause:
-                        raise CIJobFailedError(f"CI job {job_id} is paused (fail_on_pause=True)", code="Pause",
-                                               operation="SegmentVideoBody")
+                missing = missing + 1 if job is None else 0
+                if job is not None and job.get("State") != last_state:
+                    self.log.info("CI job %s: state %s -> %s", job_id, last_state or "(unknown)", job.get("State"))
+                    last_state = self._job_state = job.get("State")
+                outcome = job_outcome(job, fail_on_pause=self.fail_on_pause, missing=missing)
+                if outcome is JobOutcome.SUCCESS:
+                    return job  # type: ignore[return-value]  # SUCCESS implies a JobsDetail
+                if outcome.done:
+                    raise job_error(outcome, job_id, job)
             if deadline is not None and time.monotonic() >= deadline:
-                raise AirflowException(
-                    f"CI job {job_id} did not finish within max_wait={self.max_wait}s (last state {last_state})"
-                )
+                message = f"CI job {job_id} did not finish within max_wait={self.max_wait}s (last state {last_state})"
+                raise task_error(JobOutcome.TIMEOUT, job_id, message=message)
             time.sleep(self.poll_interval if deadline is None else max(0.0, min(self.poll_interval,
                                                                                  deadline - time.monotonic())))
 
@@ -618,26 +610,3 @@ class SegmentVideoBodyOperator(BaseOperator):
         except TencentCloudError as err:
             self.log.warning("CI did not cancel job %s (it may have started already): %s", self._job_id, err)
 
-
-def _failed_error(job: Mapping[str, Any]) -> CIJobFailedError:
-    state, code, message = job.get("State"), job.get("Code") or None, job.get("Message") or ""
-    return CIJobFailedError(
-        f"CI job {job.get('JobId')} ended {state}: {message or '(no message)'}",
-        code=code or str(state),
-        operation="SegmentVideoBody",
-    )
-
-
-def _event_error(event: Mapping[str, Any]) -> Exception:
-    status, job_id = event.get("status"), event.get("job_id")
-    if status == "failed":
-        job = event.get("job") or {"JobId": job_id, "State": event.get("state"), "Code": event.get("code"),
-                                   "Message": event.get("message")}
-        return _failed_error(job)
-    if status == "paused":
-        return CIJobFailedError(f"CI job {job_id} is paused (fail_on_pause=True)", code="Pause",
-                                operation="SegmentVideoBody")
-    if status == "timeout":
-        return AirflowException(event.get("message") or f"CI job {job_id} did not finish before the max wait")
-    return TencentCloudError(str(event.get("message") or f"waiting for CI job {job_id} failed"),
-                             code=event.get("code"), operation="DescribeJobs")

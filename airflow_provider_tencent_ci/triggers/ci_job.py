@@ -9,10 +9,9 @@ Every trigger serializes to (classpath, kwargs) with a connection id and never a
 repeat (a triggerer restart rebuilds the trigger from its kwargs). ``cleanup()`` only releases local resources;
 remote jobs are cancelled only from ``on_kill()`` (Airflow >= 3.3 calls it on user action only).
 
-Event payloads of the task triggers (``status`` decides what ``execute_complete`` does):
-``success`` (``job`` = final JobsDetail), ``failed`` (Failed/Cancel, CI's ``code``/``message``), ``paused``
-(only with ``fail_on_pause=True``), ``timeout`` (the max wait passed), ``error`` (a non-retryable query error, or
-the job does not exist).
+Event payloads of the task triggers: ``status`` is a ``jobs.outcome.JobOutcome`` value (that module decides what
+a job's state means and which exception ``execute_complete`` raises), ``job_id``, and for a job CI returned its
+``state``/``code``/``message`` and the final JobsDetail as ``job``.
 """
 
 from __future__ import annotations
@@ -29,15 +28,20 @@ from airflow_provider_tencent_ci.constants import (
     CALLBACK_EVENT_TASK_FINISH,
     CALLBACK_EVENT_WORKFLOW_FINISH,
     DEFAULT_CONN_ID,
-    JOB_FAILED_STATES,
     JOB_LIST_MAX_SIZE,
     JOB_QUERY_BATCH_MAX,
     JOB_TERMINAL_STATES,
     JOB_TIME_FORMAT,
     SEGMENT_VIDEO_BODY_TAG,
-    JobState,
 )
 from airflow_provider_tencent_ci.exceptions import TencentCloudError
+from airflow_provider_tencent_ci.jobs.outcome import (
+    MISSING_TOLERANCE,
+    JobOutcome,
+    event_payload,
+    job_outcome,
+    missing_payload,
+)
 from airflow_provider_tencent_ci.triggers import callback_listener
 from airflow_provider_tencent_ci.triggers._asyncio import within
 from airflow_provider_tencent_ci.triggers.poller import PollResult, get_poller
@@ -51,17 +55,7 @@ from airflow_provider_tencent_ci.validation import (
 
 DEFAULT_POLL_INTERVAL = 30.0
 DEFAULT_CALLBACK_FALLBACK_INTERVAL = 300.0
-# A job id can be briefly unknown right after CreateJob on a real service; fail only when it stays missing.
-MISSING_TOLERANCE = 3
 CANCEL_TIMEOUT_SECONDS = 20.0
-
-
-def job_event_payload(status: str, job_id: str, job: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
-    payload: dict[str, Any] = {"status": status, "job_id": job_id}
-    if job is not None:
-        payload.update(state=job.get("State"), code=job.get("Code"), message=job.get("Message"), job=job)
-    payload.update(extra)
-    return payload
 
 
 async def cancel_job_best_effort(
@@ -136,41 +130,27 @@ class _CIJobTaskTrigger(BaseTrigger):
         """Log state changes; return the event to yield, or None to keep waiting."""
         if result.error is not None:
             err = result.error
-            return TriggerEvent(
-                job_event_payload(
-                    "error", self.job_id, None, code=getattr(err, "code", None), message=str(err)
-                )
-            )
-        if result.missing or result.job is None:
+            return TriggerEvent(event_payload(JobOutcome.ERROR, self.job_id, code=err.code, message=str(err)))
+        job = None if result.missing else result.job
+        if job is None:
             self._missing += 1
             self.log.warning("CI job %s not found (%d/%d)", self.job_id, self._missing, MISSING_TOLERANCE)
-            if self._missing >= MISSING_TOLERANCE:
-                return TriggerEvent(
-                    job_event_payload(
-                        "error", self.job_id, None, code="NoSuchJob", message=f"CI job {self.job_id} does not exist"
-                    )
-                )
+        else:
+            self._missing = 0
+            state = job.get("State")
+            if state != self._last_state:
+                self.log.info("CI job %s: state %s -> %s", self.job_id, self._last_state or "(unknown)", state)
+                self._last_state = state
+        outcome = job_outcome(job, fail_on_pause=self.fail_on_pause, missing=self._missing)
+        if not outcome.done:
             return None
-        self._missing = 0
-        job = result.job
-        state = job.get("State")
-        if state != self._last_state:
-            self.log.info("CI job %s: state %s -> %s", self.job_id, self._last_state or "(unknown)", state)
-            self._last_state = state
-        if state == JobState.SUCCESS.value:
-            return TriggerEvent(job_event_payload("success", self.job_id, job))
-        if state in JOB_FAILED_STATES:
-            return TriggerEvent(job_event_payload("failed", self.job_id, job))
-        if state == JobState.PAUSE.value and self.fail_on_pause:
-            return TriggerEvent(job_event_payload("paused", self.job_id, job))
-        return None
+        return TriggerEvent(missing_payload(self.job_id) if job is None else event_payload(outcome, self.job_id, job))
 
     def _timeout_event(self) -> TriggerEvent:
         return TriggerEvent(
-            job_event_payload(
-                "timeout",
+            event_payload(
+                JobOutcome.TIMEOUT,
                 self.job_id,
-                None,
                 state=self._last_state,
                 message=f"CI job {self.job_id} did not finish before the max wait (last state {self._last_state})",
             )
