@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_tencent_ci.constants import JOB_QUERY_BATCH_DEFAULT
 from airflow_provider_tencent_ci.exceptions import TencentCloudError
-from airflow_provider_tencent_ci.triggers._asyncio import within
+from airflow_provider_tencent_ci.triggers._asyncio import Mailbox, within
 
 if TYPE_CHECKING:
     from airflow_provider_tencent_ci.hooks.ci import CIHook
@@ -76,7 +76,7 @@ class Subscription:
     poller: JobPoller
     job_id: str
     interval: float
-    inbox: asyncio.Queue
+    inbox: Mailbox
     next_due: float = field(default=0.0)
     errors: int = 0
     closed: bool = False
@@ -128,9 +128,9 @@ class JobPoller:
         return sum(len(s) for s in self._subs.values())
 
     # -- subscription ---------------------------------------------------------------------------------------
-    def subscribe(self, job_id: str, interval: float, inbox: asyncio.Queue | None = None) -> Subscription:
+    def subscribe(self, job_id: str, interval: float, inbox: Mailbox | None = None) -> Subscription:
         interval = max(0.01, float(interval))
-        sub = Subscription(self, job_id, interval, inbox if inbox is not None else asyncio.Queue())
+        sub = Subscription(self, job_id, interval, inbox if inbox is not None else Mailbox())
         # Due now: it is taken by the next cycle. The loop is not woken for it (unless it is idle or this
         # interval is shorter than its tick), so a stream of new subscribers cannot multiply the requests.
         sub.next_due = time.monotonic()
