@@ -48,6 +48,7 @@ from airflow_provider_tencent_ci.constants import (
     JobState,
 )
 from airflow_provider_tencent_ci.exceptions import ParameterValidationError, TencentCloudError
+from airflow_provider_tencent_ci.jobs.callbacks import check_callback_base_url
 from airflow_provider_tencent_ci.jobs.outcome import (
     JobOutcome,
     event_error,
@@ -419,6 +420,12 @@ class SegmentVideoBodyOperator(BaseOperator):
         region = hook.region
         if not region:
             raise ParameterValidationError("region", region, "set region or the connection extra 'region'")
+        with_listener = self.use_callback_listener and self.deferrable and self.wait_for_completion
+        from airflow_provider_tencent_ci.triggers import callback_listener  # not at DAG parse time
+
+        if with_listener:
+            # Before any request (the rerun lookup included): a callback CI cannot deliver is refused up front.
+            check_callback_base_url(callback_listener.callback_base_url(), hook.config)
         bucket = hook.bucket_name(self.bucket)
         output_bucket = hook.bucket_name(self.output_bucket or self.bucket)
         output_region = self.output_region or region
@@ -443,11 +450,12 @@ class SegmentVideoBodyOperator(BaseOperator):
             request["Operation"]["UserData"] = compose_user_data(idem, self.user_data)
             request["Operation"]["Output"] = {"Region": output_region, "Bucket": output_bucket,
                                               "Object": self.output_object}
-            if self.use_callback_listener and self.deferrable and self.wait_for_completion:
-                from airflow_provider_tencent_ci.triggers import callback_listener
-
+            if with_listener:
                 nonce = callback_listener.new_nonce()
-                request["CallBack"] = callback_listener.callback_url(callback_listener.token_for_nonce(nonce))
+                token = callback_listener.token_for_nonce(nonce)
+                # The URL's token is a bearer secret: masked before the SDK logs the CreateJob body at INFO.
+                self._mask_callback_secrets(hook, nonce, token)
+                request["CallBack"] = callback_listener.callback_url(token)
                 request.setdefault("CallBackFormat", self.callback_format or "JSON")
             job = hook.submit_job(bucket, request)
             self._job_id = str(job["JobId"])
@@ -460,6 +468,13 @@ class SegmentVideoBodyOperator(BaseOperator):
         if self.deferrable:
             self._defer(bucket, region, nonce)
         return self._wait_in_worker(hook, bucket, self._job_id)
+
+    @staticmethod
+    def _mask_callback_secrets(hook: CIHook, *secrets: str) -> None:
+        """Register the callback nonce and token with Airflow's secret masker and the SDK loggers' redaction."""
+        for secret in secrets:
+            # TODO(lead): a public hook method (e.g. mask_secret) would make this cross-layer call explicit.
+            hook._mask(secret)
 
     def _defer(self, bucket: str, region: str, nonce: str | None) -> None:
         from airflow_provider_tencent_ci.triggers.ci_job import CIJobCallbackTrigger, CIJobTrigger, deadline_from
