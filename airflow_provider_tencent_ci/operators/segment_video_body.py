@@ -567,6 +567,7 @@ class SegmentVideoBodyOperator(BaseOperator):
             start = datetime.now(timezone.utc) - timedelta(seconds=self.reattach_lookback)
             next_token = ""
             for _ in range(REATTACH_MAX_PAGES):
+                # TODO(lead): pass input_object=self.input_object once CIHook.list_jobs takes it (issue 12 item 1).
                 page = hook.list_jobs(
                     bucket, SEGMENT_VIDEO_BODY_TAG, start_creation_time=start, size=JOB_LIST_MAX_SIZE,
                     next_token=next_token, order_by_time="Desc",
