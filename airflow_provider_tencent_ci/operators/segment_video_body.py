@@ -437,19 +437,24 @@ class SegmentVideoBodyOperator(BaseOperator):
         if existing is not None and existing.get("State") == JobState.SUCCESS.value:
             self._job_id = str(existing["JobId"])
             self._persist_link(context, bucket, region)
-            self.log.info("CI job %s of this task already succeeded and its output exists: not resubmitting",
-                          self._job_id)
+            self.log.info(
+                "CI job %s of this task already succeeded and its output exists: not resubmitting", self._job_id
+            )
             return existing
         nonce: str | None = None
         if existing is not None:
             job = existing
             self._job_id = str(job["JobId"])
-            self.log.info("Reattaching to CI job %s (state %s) submitted by an earlier try", self._job_id,
-                          job.get("State"))
+            self.log.info(
+                "Reattaching to CI job %s (state %s) submitted by an earlier try", self._job_id, job.get("State")
+            )
         else:
             request["Operation"]["UserData"] = compose_user_data(idem, self.user_data)
-            request["Operation"]["Output"] = {"Region": output_region, "Bucket": output_bucket,
-                                              "Object": self.output_object}
+            request["Operation"]["Output"] = {
+                "Region": output_region,
+                "Bucket": output_bucket,
+                "Object": self.output_object,
+            }
             if with_listener:
                 nonce = callback_listener.new_nonce()
                 token = callback_listener.token_for_nonce(nonce)
@@ -460,8 +465,13 @@ class SegmentVideoBodyOperator(BaseOperator):
             job = hook.submit_job(bucket, request)
             self._job_id = str(job["JobId"])
             self._remember_job(context, self._job_id)
-            self.log.info("Submitted CI job %s (SegmentVideoBody, %s -> %s/%s)", self._job_id, self.input_object,
-                          output_bucket, self.output_object)
+            self.log.info(
+                "Submitted CI job %s (SegmentVideoBody, %s -> %s/%s)",
+                self._job_id,
+                self.input_object,
+                output_bucket,
+                self.output_object,
+            )
         self._persist_link(context, bucket, region)
         if not self.wait_for_completion:
             return job
@@ -536,8 +546,11 @@ class SegmentVideoBodyOperator(BaseOperator):
             if deadline is not None and time.monotonic() >= deadline:
                 message = f"CI job {job_id} did not finish within max_wait={self.max_wait}s (last state {last_state})"
                 raise task_error(JobOutcome.TIMEOUT, job_id, message=message)
-            time.sleep(self.poll_interval if deadline is None else max(0.0, min(self.poll_interval,
-                                                                                 deadline - time.monotonic())))
+            time.sleep(
+                self.poll_interval
+                if deadline is None
+                else max(0.0, min(self.poll_interval, deadline - time.monotonic()))
+            )
 
     # -- rerun safety -------------------------------------------------------------------------------------
     def _remember_job(self, context: Context, job_id: str) -> None:
@@ -569,8 +582,12 @@ class SegmentVideoBodyOperator(BaseOperator):
             for _ in range(REATTACH_MAX_PAGES):
                 # TODO(lead): pass input_object=self.input_object once CIHook.list_jobs takes it (issue 12 item 1).
                 page = hook.list_jobs(
-                    bucket, SEGMENT_VIDEO_BODY_TAG, start_creation_time=start, size=JOB_LIST_MAX_SIZE,
-                    next_token=next_token, order_by_time="Desc",
+                    bucket,
+                    SEGMENT_VIDEO_BODY_TAG,
+                    start_creation_time=start,
+                    size=JOB_LIST_MAX_SIZE,
+                    next_token=next_token,
+                    order_by_time="Desc",
                 )
                 for job in page.jobs:
                     if job_idempotency_key(job) == idem:
@@ -579,8 +596,9 @@ class SegmentVideoBodyOperator(BaseOperator):
                 if not next_token:
                     break
             else:
-                self.log.warning("Looked at %d pages of recent jobs for an earlier job of this task; stopping",
-                                 REATTACH_MAX_PAGES)
+                self.log.warning(
+                    "Looked at %d pages of recent jobs for an earlier job of this task; stopping", REATTACH_MAX_PAGES
+                )
         if not candidates:
             return None
         jobs = sorted(candidates.values(), key=lambda j: str(j.get("CreationTime", "")), reverse=True)
@@ -625,4 +643,3 @@ class SegmentVideoBodyOperator(BaseOperator):
             self.log.info("Asked CI to cancel job %s", self._job_id)
         except TencentCloudError as err:
             self.log.warning("CI did not cancel job %s (it may have started already): %s", self._job_id, err)
-
