@@ -47,8 +47,8 @@ class Mailbox:
             self._items = [item]
         else:
             self._items.append(item)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        if self._waiter is not None:
+            _wake(self._waiter)
 
     def qsize(self) -> int:
         return 0 if self._items is None else len(self._items)
@@ -56,19 +56,32 @@ class Mailbox:
     def empty(self) -> bool:
         return not self._items
 
-    async def wait(self) -> None:
-        """Return once at least one item is in the mailbox (at once when it already holds one)."""
-        while not self._items:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the mailbox holds an item (True) or ``timeout`` seconds pass (False; None waits on).
 
-    async def get(self) -> Any:
-        """The oldest item (waits for one). A cancelled ``get`` takes nothing."""
-        await self.wait()
-        assert self._items
+        The timeout is a timer on the wake-up future, not a task around it: a cancellation reaches the waiting
+        coroutine directly and is never lost, and a waiting trigger costs no extra task.
+        """
+        if self._items:
+            return True
+        if timeout is not None and timeout <= 0:
+            return False
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if timeout is None else loop.call_later(timeout, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+        return bool(self._items)
+
+    async def get(self, timeout: float | None = None) -> Any:
+        """The oldest item, or None when ``timeout`` seconds pass first (items are never None)."""
+        while not self._items:
+            if not await self.wait(timeout):
+                return None
         item = self._items.pop(0)
         if not self._items:
             self._items = None
@@ -78,3 +91,8 @@ class Mailbox:
         """Every item in the mailbox, oldest first, emptying it."""
         items, self._items = self._items or [], None
         return items
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

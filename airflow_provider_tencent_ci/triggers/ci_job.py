@@ -45,7 +45,7 @@ from airflow_provider_tencent_ci.jobs.outcome import (
     missing_payload,
 )
 from airflow_provider_tencent_ci.triggers import callback_listener
-from airflow_provider_tencent_ci.triggers._asyncio import Mailbox, within
+from airflow_provider_tencent_ci.triggers._asyncio import Mailbox
 from airflow_provider_tencent_ci.triggers.poller import PollResult, get_poller
 from airflow_provider_tencent_ci.validation import (
     check_choice,
@@ -218,7 +218,7 @@ class _CIJobTaskTrigger(BaseTrigger):
         remaining = self._remaining()
         if remaining is not None and remaining <= 0:
             return None
-        return await within(inbox.get(), remaining)
+        return await inbox.get(remaining)
 
     async def on_kill(self) -> None:
         """Airflow >= 3.3: the user marked/cleared the deferred task. Cancel the job (best effort)."""
@@ -440,7 +440,7 @@ class CIJobEventTrigger(BaseEventTrigger):
                     next_poll = time.monotonic() + self.poll_interval
                     found, source = await self._isolated(self._poll(), "the job-list poll"), "poll"
                 else:
-                    await within(mailbox.wait(), delay)
+                    await mailbox.wait(delay)
                     messages = [item[1] for item in mailbox.drain()]
                     if not messages:
                         continue
