@@ -107,7 +107,8 @@ class JobPoller:
         self.bucket = bucket
         self.batch_size = max(1, batch_size or configured_batch_size())
         self._hook: CIHook | None = None
-        self._subs: dict[str, set[Subscription]] = {}  # by job id: fan-out of one result to its waiters
+        # By job id: fan-out of one result to its waiters (a list: almost always one, a set costs 3x the memory).
+        self._subs: dict[str, list[Subscription]] = {}
         self._live = 0
         self._due: list[_Entry] = []
         self._seq = itertools.count()
@@ -148,7 +149,7 @@ class JobPoller:
         # Due now: it is taken by the next cycle. The loop is not woken for it (unless it is idle or this
         # interval is shorter than its tick), so a stream of new subscribers cannot multiply the requests.
         self._schedule(sub, time.monotonic())
-        self._subs.setdefault(job_id, set()).add(sub)
+        self._subs.setdefault(job_id, []).append(sub)
         self._live += 1
         self._intervals[interval] = self._intervals.get(interval, 0) + 1
         if self._task is None or self._task.done():
@@ -165,7 +166,7 @@ class JobPoller:
     def _unsubscribe(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.job_id)
         if subs is not None and sub in subs:
-            subs.discard(sub)
+            subs.remove(sub)
             if not subs:
                 del self._subs[sub.job_id]
             self._live -= 1
