@@ -53,10 +53,9 @@ async def _started(emu: Any, events: list[Any]) -> asyncio.Task:
     return task
 
 
-def _finished_job(emu: Any, name: str) -> str:
-    """A job that finished before the watcher started; its callback is ours to send."""
-    job_id = submit(f"out/{name}.mp4", CallBack="no")
-    return job_id
+def _finished_job(name: str) -> str:
+    """A job that finishes on its own and sends no callback: which callback arrives is up to the test."""
+    return submit(f"out/{name}.mp4", CallBack="no")
 
 
 def _many_jobs_callback(job_ids: list[str]) -> str:
@@ -78,7 +77,7 @@ async def _stop(task: asyncio.Task) -> None:
 async def test_a_callback_naming_thousands_of_jobs_is_dropped_without_a_query(emu: Any) -> None:
     events: list[Any] = []
     task = await _started(emu, events)
-    real = _finished_job(emu, "real")
+    real = _finished_job("real")
     await await_until(lambda: job_state(emu, real) == "Success")
     emu.stats.reset()
     forged = ["a" + uuid.uuid4().hex for _ in range(5000)]  # 5,000 well-formed ids: 500 queries before the fix
@@ -94,7 +93,7 @@ async def test_a_callback_naming_thousands_of_jobs_is_dropped_without_a_query(em
 async def test_a_callback_at_the_bound_is_still_confirmed(emu: Any) -> None:
     events: list[Any] = []
     task = await _started(emu, events)
-    real = _finished_job(emu, "bound")
+    real = _finished_job("bound")
     await await_until(lambda: job_state(emu, real) == "Success")
     others = ["a" + uuid.uuid4().hex for _ in range(MAX_JOB_IDS_PER_CALLBACK - 1)]
     response = await post(_channel_url(), _many_jobs_callback([*others, real]))
@@ -107,7 +106,7 @@ async def test_a_callback_at_the_bound_is_still_confirmed(emu: Any) -> None:
 async def test_a_malformed_job_id_is_never_sent_and_the_watcher_keeps_running(emu: Any, bad_id: str) -> None:
     events: list[Any] = []
     task = await _started(emu, events)
-    real = _finished_job(emu, "after-bad")
+    real = _finished_job("after-bad")
     await await_until(lambda: job_state(emu, real) == "Success")
     emu.stats.reset()
     response = await post(_channel_url(), xml_callback(bad_id.replace("&", "&amp;"), "Success"))
@@ -124,7 +123,7 @@ async def test_a_malformed_job_id_is_never_sent_and_the_watcher_keeps_running(em
 async def test_a_job_named_again_by_a_later_callback_is_not_reported_twice(emu: Any) -> None:
     events: list[Any] = []
     task = await _started(emu, events)
-    first, second = _finished_job(emu, "first"), _finished_job(emu, "second")
+    first, second = _finished_job("first"), _finished_job("second")
     await await_until(lambda: job_state(emu, first) == job_state(emu, second) == "Success")
     assert (await post(_channel_url(), xml_callback(first, "Success"))).status_code == 200
     await await_until(lambda: _jobs(events) == [first])
@@ -151,7 +150,7 @@ def _workflow_finish(job_ids: list[str]) -> str:
 async def test_workflow_finish_jobs_are_confirmed_and_never_reported_twice(emu: Any) -> None:
     events: list[Any] = []
     task = await _started(emu, events)
-    first, second = _finished_job(emu, "wf-first"), _finished_job(emu, "wf-second")
+    first, second = _finished_job("wf-first"), _finished_job("wf-second")
     await await_until(lambda: job_state(emu, first) == job_state(emu, second) == "Success")
     assert (await post(_channel_url(), xml_callback(first, "Success"))).status_code == 200
     await await_until(lambda: _jobs(events) == [first])
@@ -169,7 +168,7 @@ async def test_workflow_finish_jobs_are_confirmed_and_never_reported_twice(emu: 
 
 async def test_a_burst_of_finished_jobs_is_one_event(emu: Any) -> None:
     """Airflow 3.3.2's scheduler consumed one of several events yielded at once: a poll cycle yields one."""
-    burst = [_finished_job(emu, f"burst{i}") for i in range(5)]
+    burst = [_finished_job(f"burst{i}") for i in range(5)]
     await await_until(lambda: all(job_state(emu, j) == "Success" for j in burst))
     events: list[Any] = []
     trigger = CIJobEventTrigger(bucket=BUCKET, region="ap-guangzhou", poll_interval=600)
