@@ -39,12 +39,13 @@ DOC = """
 
 The DAG is scheduled on an **Asset watched by `CIJobEventTrigger`**: the triggerer lists the bucket's
 SegmentVideoBody jobs (and, with a callback channel configured, is woken by CI's callbacks), and emits one asset
-event per job that reached Success/Failed/Cancel - each job once, whatever restarts happen (the trigger keeps a
-cursor). Each event schedules a run of this DAG.
+event per poll cycle or callback batch, carrying every job of that cycle that reached Success/Failed/Cancel -
+each job once, whatever restarts happen (the trigger keeps a cursor). Each event schedules a run of this DAG.
 
-1. `resolve_jobs` reads the job ids from `triggering_asset_events` (several events can be batched into one
-   run), or from the `job_id` param for a manual run or a test, and **confirms each job with CI's query API**
-   (an event payload or a callback is never trusted on its own).
+1. `resolve_jobs` reads the job ids of **every job of every triggering event** from `triggering_asset_events`
+   (one event carries a burst of jobs, and several events can be batched into one run), or from the `job_id`
+   param for a manual run or a test, and **confirms each job with CI's query API** (an event payload or a
+   callback is never trusted on its own).
 2. `publish` (dynamically mapped: one task instance per job) copies a successful job's output to
    `published/<job id>/<file name>` and writes a `manifest.json` beside it; a failed job gets a manifest that
    records CI's error code and message.
@@ -58,16 +59,24 @@ Settings: `AIRFLOW_VAR_TENCENT_CI_BUCKET` (watched bucket, read at parse time), 
 
 
 def job_ids_from_events(triggering_asset_events: Any) -> list[str]:
-    """Job ids in the asset events that triggered this run (``extra["payload"]`` is the trigger's event)."""
-    ids: list[str] = []
+    """Every job id in every asset event that triggered this run, in order, each once.
+
+    ``extra["payload"]`` is the trigger's event: ``{"jobs": [{"job_id": ...}, ...]}``; an event queued by an
+    earlier provider version names one job as ``{"job_id": ...}``.
+    """
+    ids: dict[str, None] = {}
     for events in (triggering_asset_events or {}).values():
         for event in events:
             extra = getattr(event, "extra", None) or {}
             payload = extra.get("payload", extra)
-            job_id = payload.get("job_id") if isinstance(payload, dict) else None
-            if job_id and job_id not in ids:
-                ids.append(str(job_id))
-    return ids
+            if not isinstance(payload, dict):
+                continue
+            jobs = payload["jobs"] if isinstance(payload.get("jobs"), list) else [payload]
+            for job in jobs:
+                job_id = job.get("job_id") if isinstance(job, dict) else None
+                if job_id:
+                    ids.setdefault(str(job_id))
+    return list(ids)
 
 
 with DAG(

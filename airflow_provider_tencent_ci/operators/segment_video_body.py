@@ -33,10 +33,15 @@ from airflow_provider_tencent_ci.constants import (
     SEGMENT_VIDEO_BODY_TAG,
     JobState,
 )
-from airflow_provider_tencent_ci.exceptions import (
-    CIJobFailedError,
-    ParameterValidationError,
-    TencentCloudError,
+from airflow_provider_tencent_ci.exceptions import ParameterValidationError, TencentCloudError
+from airflow_provider_tencent_ci.jobs.callbacks import check_callback_base_url
+from airflow_provider_tencent_ci.jobs.outcome import (
+    JobOutcome,
+    event_error,
+    event_outcome,
+    job_error,
+    job_outcome,
+    task_error,
 )
 from airflow_provider_tencent_ci.links.cos import CIJobLink
 from airflow_provider_tencent_ci.operators.base import (
@@ -235,6 +240,12 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
         region = hook.region
         if not region:
             raise ParameterValidationError("region", region, "set region or the connection extra 'region'")
+        with_listener = self.use_callback_listener and self.deferrable and self.wait_for_completion
+        from airflow_provider_tencent_ci.triggers import callback_listener  # not at DAG parse time
+
+        if with_listener:
+            # Before any request (the rerun lookup included): a callback CI cannot deliver is refused up front.
+            check_callback_base_url(callback_listener.callback_base_url(), hook.config)
         bucket = hook.bucket_name(self.bucket)
         output_bucket = hook.bucket_name(self.output_bucket or self.bucket)
         output_region = self.output_region or region
@@ -246,36 +257,54 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
         if existing is not None and existing.get("State") == JobState.SUCCESS.value:
             self._job_id = str(existing["JobId"])
             self._persist_link(context, bucket, region)
-            self.log.info("CI job %s of this task already succeeded and its output exists: not resubmitting",
-                          self._job_id)
+            self.log.info(
+                "CI job %s of this task already succeeded and its output exists: not resubmitting", self._job_id
+            )
             return existing
         nonce: str | None = None
         if existing is not None:
             job = existing
             self._job_id = str(job["JobId"])
-            self.log.info("Reattaching to CI job %s (state %s) submitted by an earlier try", self._job_id,
-                          job.get("State"))
+            self.log.info(
+                "Reattaching to CI job %s (state %s) submitted by an earlier try", self._job_id, job.get("State")
+            )
         else:
             request["Operation"]["UserData"] = compose_user_data(idem, self.user_data)
-            request["Operation"]["Output"] = {"Region": output_region, "Bucket": output_bucket,
-                                              "Object": self.output_object}
-            if self.use_callback_listener and self.deferrable and self.wait_for_completion:
-                from airflow_provider_tencent_ci.triggers import callback_listener
-
+            request["Operation"]["Output"] = {
+                "Region": output_region,
+                "Bucket": output_bucket,
+                "Object": self.output_object,
+            }
+            if with_listener:
                 nonce = callback_listener.new_nonce()
-                request["CallBack"] = callback_listener.callback_url(callback_listener.token_for_nonce(nonce))
+                token = callback_listener.token_for_nonce(nonce)
+                # The URL's token is a bearer secret: masked before the SDK logs the CreateJob body at INFO.
+                self._mask_callback_secrets(hook, nonce, token)
+                request["CallBack"] = callback_listener.callback_url(token)
                 request.setdefault("CallBackFormat", self.callback_format or "JSON")
             job = hook.submit_job(bucket, request)
             self._job_id = str(job["JobId"])
             self._remember_job(context, self._job_id)
-            self.log.info("Submitted CI job %s (SegmentVideoBody, %s -> %s/%s)", self._job_id, self.input_object,
-                          output_bucket, self.output_object)
+            self.log.info(
+                "Submitted CI job %s (SegmentVideoBody, %s -> %s/%s)",
+                self._job_id,
+                self.input_object,
+                output_bucket,
+                self.output_object,
+            )
         self._persist_link(context, bucket, region)
         if not self.wait_for_completion:
             return job
         if self.deferrable:
             self._defer(bucket, region, nonce)
         return self._wait_in_worker(hook, bucket, self._job_id)
+
+    @staticmethod
+    def _mask_callback_secrets(hook: CIHook, *secrets: str) -> None:
+        """Register the callback nonce and token with Airflow's secret masker and the SDK loggers' redaction."""
+        for secret in secrets:
+            # TODO(lead): a public hook method (e.g. mask_secret) would make this cross-layer call explicit.
+            hook._mask(secret)
 
     def _defer(self, bucket: str, region: str, nonce: str | None) -> None:
         from airflow_provider_tencent_ci.triggers.ci_job import CIJobCallbackTrigger, CIJobTrigger, deadline_from
@@ -306,11 +335,10 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
         if not event:
             raise AirflowException("CI job trigger returned no event")
         self._job_id = event.get("job_id") or self._job_id
-        status = event.get("status")
-        if status == "success":
+        if event_outcome(event) is JobOutcome.SUCCESS:
             self.log.info("CI job %s succeeded", self._job_id)
             return event.get("job")
-        raise _event_error(event)
+        raise event_error(event)
 
     def _wait_in_worker(self, hook: CIHook, bucket: str, job_id: str) -> dict[str, Any]:
         deadline = None if self.max_wait is None else time.monotonic() + self.max_wait
@@ -326,31 +354,23 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
                 query = None
             if query is not None:
                 job = next((j for j in query.jobs if j.get("JobId") == job_id), None)
-                if job is None:
-                    missing += 1
-                    if missing >= 3:
-                        raise TencentCloudError(f"CI job {job_id} does not exist", code="NoSuchJob",
-                                                operation="DescribeJobs")
-                else:
-                    missing = 0
-                    state = job.get("State")
-                    if state != last_state:
-                        self.log.info("CI job %s: state %s -> %s", job_id, last_state or "(unknown)", state)
-                        last_state = state
-                    self._job_state = state
-                    if state == JobState.SUCCESS.value:
-                        return job
-                    if state in JOB_FAILED_STATES:
-                        raise _failed_error(job)
-                    if state == JobState.PAUSE.value and self.fail_on_pause:
-                        raise CIJobFailedError(f"CI job {job_id} is paused (fail_on_pause=True)", code="Pause",
-                                               operation="SegmentVideoBody")
+                missing = missing + 1 if job is None else 0
+                if job is not None and job.get("State") != last_state:
+                    self.log.info("CI job %s: state %s -> %s", job_id, last_state or "(unknown)", job.get("State"))
+                    last_state = self._job_state = job.get("State")
+                outcome = job_outcome(job, fail_on_pause=self.fail_on_pause, missing=missing)
+                if outcome is JobOutcome.SUCCESS:
+                    return job  # type: ignore[return-value]  # SUCCESS implies a JobsDetail
+                if outcome.done:
+                    raise job_error(outcome, job_id, job)
             if deadline is not None and time.monotonic() >= deadline:
-                raise AirflowException(
-                    f"CI job {job_id} did not finish within max_wait={self.max_wait}s (last state {last_state})"
-                )
-            time.sleep(self.poll_interval if deadline is None else max(0.0, min(self.poll_interval,
-                                                                                 deadline - time.monotonic())))
+                message = f"CI job {job_id} did not finish within max_wait={self.max_wait}s (last state {last_state})"
+                raise task_error(JobOutcome.TIMEOUT, job_id, message=message)
+            time.sleep(
+                self.poll_interval
+                if deadline is None
+                else max(0.0, min(self.poll_interval, deadline - time.monotonic()))
+            )
 
     # -- rerun safety -------------------------------------------------------------------------------------
     def _remember_job(self, context: Context, job_id: str) -> None:
@@ -380,9 +400,14 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
             start = datetime.now(timezone.utc) - timedelta(seconds=self.reattach_lookback)
             next_token = ""
             for _ in range(REATTACH_MAX_PAGES):
+                # TODO(lead): pass input_object=self.input_object once CIHook.list_jobs takes it (issue 12 item 1).
                 page = hook.list_jobs(
-                    bucket, SEGMENT_VIDEO_BODY_TAG, start_creation_time=start, size=JOB_LIST_MAX_SIZE,
-                    next_token=next_token, order_by_time="Desc",
+                    bucket,
+                    SEGMENT_VIDEO_BODY_TAG,
+                    start_creation_time=start,
+                    size=JOB_LIST_MAX_SIZE,
+                    next_token=next_token,
+                    order_by_time="Desc",
                 )
                 for job in page.jobs:
                     if job_idempotency_key(job) == idem:
@@ -391,8 +416,9 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
                 if not next_token:
                     break
             else:
-                self.log.warning("Looked at %d pages of recent jobs for an earlier job of this task; stopping",
-                                 REATTACH_MAX_PAGES)
+                self.log.warning(
+                    "Looked at %d pages of recent jobs for an earlier job of this task; stopping", REATTACH_MAX_PAGES
+                )
         if not candidates:
             return None
         jobs = sorted(candidates.values(), key=lambda j: str(j.get("CreationTime", "")), reverse=True)
@@ -437,27 +463,3 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
             self.log.info("Asked CI to cancel job %s", self._job_id)
         except TencentCloudError as err:
             self.log.warning("CI did not cancel job %s (it may have started already): %s", self._job_id, err)
-
-
-def _failed_error(job: Mapping[str, Any]) -> CIJobFailedError:
-    state, code, message = job.get("State"), job.get("Code") or None, job.get("Message") or ""
-    return CIJobFailedError(
-        f"CI job {job.get('JobId')} ended {state}: {message or '(no message)'}",
-        code=code or str(state),
-        operation="SegmentVideoBody",
-    )
-
-
-def _event_error(event: Mapping[str, Any]) -> Exception:
-    status, job_id = event.get("status"), event.get("job_id")
-    if status == "failed":
-        job = event.get("job") or {"JobId": job_id, "State": event.get("state"), "Code": event.get("code"),
-                                   "Message": event.get("message")}
-        return _failed_error(job)
-    if status == "paused":
-        return CIJobFailedError(f"CI job {job_id} is paused (fail_on_pause=True)", code="Pause",
-                                operation="SegmentVideoBody")
-    if status == "timeout":
-        return AirflowException(event.get("message") or f"CI job {job_id} did not finish before the max wait")
-    return TencentCloudError(str(event.get("message") or f"waiting for CI job {job_id} failed"),
-                             code=event.get("code"), operation="DescribeJobs")

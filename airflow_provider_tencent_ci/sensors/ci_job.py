@@ -1,8 +1,10 @@
 """SegmentVideoBodyJobSensor: wait for a CI job submitted elsewhere (poke, reschedule or deferrable).
 
-Success only on State=Success (the JobsDetail is the XCom). Failed/Cancel fail the task with CI's code and message
-(``CIJobFailedError``), or skip it with ``soft_fail=True``. Throttling and 5xx are transient: the poke returns
-False and the sensor tries again. Pause keeps waiting unless ``fail_on_pause=True``.
+Success only on State=Success (the JobsDetail is the XCom). What every state means, and which exception a task
+raises, is decided in ``jobs/outcome.py`` for the operator, this sensor and the triggers alike: Failed/Cancel fail
+with CI's code and message (``CIJobFailedError``), Pause keeps waiting unless ``fail_on_pause=True`` (then
+``CIJobFailedError`` with code ``Pause``), each skips instead with ``soft_fail=True``. Throttling and 5xx are
+transient: the poke returns False and the sensor tries again.
 """
 
 from __future__ import annotations
@@ -14,8 +16,16 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.bases.sensor import PokeReturnValue
 
 from airflow_provider_tencent_ci.common.config import default_deferrable
-from airflow_provider_tencent_ci.constants import DEFAULT_CONN_ID, JOB_FAILED_STATES, JobState
-from airflow_provider_tencent_ci.exceptions import CIJobFailedError, TencentCloudError, TencentCloudNotFoundError
+from airflow_provider_tencent_ci.constants import DEFAULT_CONN_ID
+from airflow_provider_tencent_ci.exceptions import TencentCloudError
+from airflow_provider_tencent_ci.jobs.outcome import (
+    MISSING_TOLERANCE,
+    JobOutcome,
+    event_error,
+    event_outcome,
+    job_error,
+    job_outcome,
+)
 from airflow_provider_tencent_ci.links.cos import CIJobLink
 from airflow_provider_tencent_ci.operators.base import CI_HOOK, TencentCloudBaseSensor, tencentcloud_template_fields
 from airflow_provider_tencent_ci.params.video import SENSOR_SPEC
@@ -91,26 +101,16 @@ class SegmentVideoBodyJobSensor(TencentCloudBaseSensor["CIHook"]):
                 return False
             raise
         job = next((j for j in query.jobs if j.get("JobId") == self.job_id), None)
-        if job is None:
-            self._fail(TencentCloudNotFoundError(f"CI job {self.job_id} does not exist in {self.bucket}",
-                                                 code="NoSuchJob", operation="DescribeJobs"))
-            return False
-        state = job.get("State")
-        self.log.info("CI job %s is %s", self.job_id, state)
-        if state == JobState.SUCCESS.value:
+        # Each poke is judged on its own (reschedule mode keeps no state between pokes), and the job was submitted
+        # elsewhere, earlier: a job CI does not know is final at once.
+        outcome = job_outcome(job, fail_on_pause=self.fail_on_pause, missing=MISSING_TOLERANCE)
+        if job is not None:
+            self.log.info("CI job %s is %s", self.job_id, job.get("State"))
+        if outcome is JobOutcome.SUCCESS:
             self._persist_link(context, hook)
             return PokeReturnValue(is_done=True, xcom_value=job)
-        if state in JOB_FAILED_STATES:
-            self._fail(
-                CIJobFailedError(
-                    f"CI job {self.job_id} ended {state}: {job.get('Message') or '(no message)'}",
-                    code=job.get("Code") or str(state),
-                    operation="SegmentVideoBody",
-                )
-            )
-        if state == JobState.PAUSE.value and self.fail_on_pause:
-            self._fail(CIJobFailedError(f"CI job {self.job_id} is paused (fail_on_pause=True)", code="Pause",
-                                        operation="SegmentVideoBody"))
+        if outcome.done:
+            self._fail(job_error(outcome, self.job_id, job))
         return False
 
     def execute(self, context: Context) -> Any:
@@ -140,21 +140,11 @@ class SegmentVideoBodyJobSensor(TencentCloudBaseSensor["CIHook"]):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         event = event or {}
-        status = event.get("status")
-        if status == "success":
+        if event_outcome(event) is JobOutcome.SUCCESS:
             self._persist_link(context, self._hook())
             return event.get("job")
-        if status == "timeout":
-            # AirflowSensorTimeout: BaseSensorOperator.resume_execution turns it into a skip with soft_fail.
-            raise AirflowSensorTimeout(event.get("message") or f"CI job {self.job_id}: sensor timed out")
-        if status in ("failed", "paused"):
-            raise CIJobFailedError(
-                f"CI job {self.job_id} ended {event.get('state')}: {event.get('message') or '(no message)'}",
-                code=event.get("code") or str(event.get("state")),
-                operation="SegmentVideoBody",
-            )
-        raise TencentCloudError(str(event.get("message") or f"waiting for CI job {self.job_id} failed"),
-                                code=event.get("code"), operation="DescribeJobs")
+        # AirflowSensorTimeout: BaseSensorOperator.resume_execution turns it into a skip with soft_fail.
+        raise event_error({"job_id": self.job_id, **event}, timeout_error=AirflowSensorTimeout)
 
     def _persist_link(self, context: Context, hook: CIHook) -> None:
         # A link must never fail the task (hook.region/bucket_name may need the connection).

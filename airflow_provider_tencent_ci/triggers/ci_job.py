@@ -3,43 +3,49 @@
 - :class:`CIJobTrigger` polls through the per-process coalescing poller (``triggers/poller.py``).
 - :class:`CIJobCallbackTrigger` waits for CI's callback on the per-process listener
   (``triggers/callback_listener.py``), confirms the state with one query, and falls back to slow polling.
-- :class:`CIJobEventTrigger` is a ``BaseEventTrigger`` for asset watchers: one event per finished job.
+- :class:`CIJobEventTrigger` is a ``BaseEventTrigger`` for asset watchers: one event per poll cycle or callback
+  batch, carrying every finished job it found.
 
 Every trigger serializes to (classpath, kwargs) with a connection id and never a secret, and ``run()`` is safe to
 repeat (a triggerer restart rebuilds the trigger from its kwargs). ``cleanup()`` only releases local resources;
 remote jobs are cancelled only from ``on_kill()`` (Airflow >= 3.3 calls it on user action only).
 
-Event payloads of the task triggers (``status`` decides what ``execute_complete`` does):
-``success`` (``job`` = final JobsDetail), ``failed`` (Failed/Cancel, CI's ``code``/``message``), ``paused``
-(only with ``fail_on_pause=True``), ``timeout`` (the max wait passed), ``error`` (a non-retryable query error, or
-the job does not exist).
+Event payloads of the task triggers: ``status`` is a ``jobs.outcome.JobOutcome`` value (that module decides what
+a job's state means and which exception ``execute_complete`` raises), ``job_id``, and for a job CI returned its
+``state``/``code``/``message`` and the final JobsDetail as ``job``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
+from airflow_provider_tencent_ci.common.times import format_ci_time, parse_iso_time
 from airflow_provider_tencent_ci.constants import (
     CALLBACK_EVENT_TASK_FINISH,
     CALLBACK_EVENT_WORKFLOW_FINISH,
     DEFAULT_CONN_ID,
-    JOB_FAILED_STATES,
     JOB_LIST_MAX_SIZE,
     JOB_QUERY_BATCH_MAX,
     JOB_TERMINAL_STATES,
-    JOB_TIME_FORMAT,
     SEGMENT_VIDEO_BODY_TAG,
-    JobState,
 )
 from airflow_provider_tencent_ci.exceptions import TencentCloudError
+from airflow_provider_tencent_ci.jobs.ids import is_job_id
+from airflow_provider_tencent_ci.jobs.outcome import (
+    MISSING_TOLERANCE,
+    JobOutcome,
+    event_payload,
+    job_outcome,
+    missing_payload,
+)
 from airflow_provider_tencent_ci.triggers import callback_listener
-from airflow_provider_tencent_ci.triggers._asyncio import within
+from airflow_provider_tencent_ci.triggers._asyncio import Mailbox
 from airflow_provider_tencent_ci.triggers.poller import PollResult, get_poller
 from airflow_provider_tencent_ci.validation import (
     check_choice,
@@ -51,17 +57,7 @@ from airflow_provider_tencent_ci.validation import (
 
 DEFAULT_POLL_INTERVAL = 30.0
 DEFAULT_CALLBACK_FALLBACK_INTERVAL = 300.0
-# A job id can be briefly unknown right after CreateJob on a real service; fail only when it stays missing.
-MISSING_TOLERANCE = 3
 CANCEL_TIMEOUT_SECONDS = 20.0
-
-
-def job_event_payload(status: str, job_id: str, job: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
-    payload: dict[str, Any] = {"status": status, "job_id": job_id}
-    if job is not None:
-        payload.update(state=job.get("State"), code=job.get("Code"), message=job.get("Message"), job=job)
-    payload.update(extra)
-    return payload
 
 
 async def cancel_job_best_effort(
@@ -136,41 +132,27 @@ class _CIJobTaskTrigger(BaseTrigger):
         """Log state changes; return the event to yield, or None to keep waiting."""
         if result.error is not None:
             err = result.error
-            return TriggerEvent(
-                job_event_payload(
-                    "error", self.job_id, None, code=getattr(err, "code", None), message=str(err)
-                )
-            )
-        if result.missing or result.job is None:
+            return TriggerEvent(event_payload(JobOutcome.ERROR, self.job_id, code=err.code, message=str(err)))
+        job = None if result.missing else result.job
+        if job is None:
             self._missing += 1
             self.log.warning("CI job %s not found (%d/%d)", self.job_id, self._missing, MISSING_TOLERANCE)
-            if self._missing >= MISSING_TOLERANCE:
-                return TriggerEvent(
-                    job_event_payload(
-                        "error", self.job_id, None, code="NoSuchJob", message=f"CI job {self.job_id} does not exist"
-                    )
-                )
+        else:
+            self._missing = 0
+            state = job.get("State")
+            if state != self._last_state:
+                self.log.info("CI job %s: state %s -> %s", self.job_id, self._last_state or "(unknown)", state)
+                self._last_state = state
+        outcome = job_outcome(job, fail_on_pause=self.fail_on_pause, missing=self._missing)
+        if not outcome.done:
             return None
-        self._missing = 0
-        job = result.job
-        state = job.get("State")
-        if state != self._last_state:
-            self.log.info("CI job %s: state %s -> %s", self.job_id, self._last_state or "(unknown)", state)
-            self._last_state = state
-        if state == JobState.SUCCESS.value:
-            return TriggerEvent(job_event_payload("success", self.job_id, job))
-        if state in JOB_FAILED_STATES:
-            return TriggerEvent(job_event_payload("failed", self.job_id, job))
-        if state == JobState.PAUSE.value and self.fail_on_pause:
-            return TriggerEvent(job_event_payload("paused", self.job_id, job))
-        return None
+        return TriggerEvent(missing_payload(self.job_id) if job is None else event_payload(outcome, self.job_id, job))
 
     def _timeout_event(self) -> TriggerEvent:
         return TriggerEvent(
-            job_event_payload(
-                "timeout",
+            event_payload(
+                JobOutcome.TIMEOUT,
                 self.job_id,
-                None,
                 state=self._last_state,
                 message=f"CI job {self.job_id} did not finish before the max wait (last state {self._last_state})",
             )
@@ -178,7 +160,7 @@ class _CIJobTaskTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         poller = get_poller(self.tencentcloud_conn_id, self.region, self.bucket, self.batch_size)
-        inbox: asyncio.Queue = asyncio.Queue()
+        inbox = Mailbox()
         registration = await self._listen_for_callbacks(inbox)
         sub = poller.subscribe(self.job_id, self.poll_interval, inbox)
         try:
@@ -201,19 +183,20 @@ class _CIJobTaskTrigger(BaseTrigger):
             if registration is not None:
                 registration.close()
 
-    async def _listen_for_callbacks(self, inbox: asyncio.Queue) -> callback_listener.Registration | None:
+    async def _listen_for_callbacks(self, inbox: Mailbox) -> callback_listener.Registration | None:
         """Polling only; the callback trigger also registers with the listener."""
         return None
 
     async def _confirm(self, poller: Any, message: callback_listener.CallbackMessage) -> PollResult | None:
         """A callback is only a hint: query the job once and trust only CI's answer."""
-        claimed = message.for_job(self.job_id)
-        if not claimed:
-            self.log.warning("Ignoring a callback for other job(s) %s", [j.get("JobId") for j in message.jobs])
+        if self.job_id not in named_job_ids(message):
+            self.log.warning("Ignoring a callback for other job(s)")
             return None
-        claimed_state = claimed[-1].get("State")
-        self.log.info("Callback (%s) for CI job %s claims state %s; confirming", message.fmt, self.job_id,
-                      claimed_state)
+        claimed = message.for_job(self.job_id)
+        claimed_state = claimed[-1].get("State") if claimed else None
+        self.log.info(
+            "Callback (%s) for CI job %s claims state %s; confirming", message.fmt, self.job_id, claimed_state
+        )
         try:
             result = (await poller.fetch([self.job_id]))[self.job_id]
         except TencentCloudError as err:
@@ -230,12 +213,12 @@ class _CIJobTaskTrigger(BaseTrigger):
             )
         return result
 
-    async def _next(self, inbox: asyncio.Queue) -> tuple[str, Any] | None:
+    async def _next(self, inbox: Mailbox) -> tuple[str, Any] | None:
         """The next inbox item, or None when the deadline passed."""
         remaining = self._remaining()
         if remaining is not None and remaining <= 0:
             return None
-        return await within(inbox.get(), remaining)
+        return await inbox.get(remaining)
 
     async def on_kill(self) -> None:
         """Airflow >= 3.3: the user marked/cleared the deferred task. Cancel the job (best effort)."""
@@ -280,50 +263,62 @@ class CIJobCallbackTrigger(_CIJobTaskTrigger):
             {**self._common_kwargs(), "callback_nonce": self.callback_nonce},
         )
 
-    async def _listen_for_callbacks(self, inbox: asyncio.Queue) -> callback_listener.Registration | None:
+    async def _listen_for_callbacks(self, inbox: Mailbox) -> callback_listener.Registration | None:
         try:
             listener = await asyncio.to_thread(callback_listener.get_listener)
-            return listener.register(callback_listener.token_for_nonce(self.callback_nonce), inbox)
+            # The listener only calls put_nowait on the inbox it is given.
+            token = callback_listener.token_for_nonce(self.callback_nonce)
+            return listener.register(token, inbox)  # type: ignore[arg-type]
         except OSError as err:
-            self.log.warning("CI callback listener unavailable (%s); relying on polling every %ss", err,
-                             self.poll_interval)
+            self.log.warning(
+                "CI callback listener unavailable (%s); relying on polling every %ss", err, self.poll_interval
+            )
             return None
 
 
 # -- event trigger ------------------------------------------------------------------------------------------
-def _parse_job_time(value: Any) -> float | None:
-    if not isinstance(value, str) or not value or value == "-":
-        return None
-    for fmt in (JOB_TIME_FORMAT, "%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%SZ"):
-        try:
-            parsed = datetime.strptime(value, fmt)
-        except ValueError:
-            continue
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.timestamp()
-    return None
+def _epoch(value: Any) -> float | None:
+    parsed = parse_iso_time(value)
+    return None if parsed is None else parsed.timestamp()
 
 
-def _format_job_time(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime(JOB_TIME_FORMAT)
+def named_job_ids(message: callback_listener.CallbackMessage) -> list[str]:
+    """The JobIds a callback names: a TaskFinish's JobsDetail or a WorkflowFinish's WorkflowExecution Tasks."""
+    job_ids = getattr(message, "job_ids", None)
+    if callable(job_ids):
+        return [str(i) for i in job_ids()]
+    return list(dict.fromkeys(str(j.get("JobId")) for j in message.jobs))
 
 
 # In-memory cursors when Airflow offers no asset_state_store (< 3.3, or a trigger not bound to an asset):
 # a trigger rebuilt in the same process resumes from here instead of re-emitting.
 _MEMORY_CURSORS: dict[str, dict[str, Any]] = {}
 MAX_SEEN = 5000
+# A real callback names one job (TaskFinish) or the handful of a workflow's tasks (WorkflowFinish). More than this
+# is not CI: the callback is dropped instead of turning into a flood of queries (ids / batch size requests).
+MAX_JOB_IDS_PER_CALLBACK = 100
 
 
 class CIJobEventTrigger(BaseEventTrigger):
-    """One asset event per finished CI job (TaskFinish/WorkflowFinish), deduplicated by JobId.
+    """Asset events for finished CI jobs (TaskFinish/WorkflowFinish), each job once, deduplicated by JobId.
 
     Sources: callbacks on a named listener channel (set the CI queue's or the jobs' CallBack URL to
     ``callback_listener.callback_url(callback_listener.channel_token(channel))``), and a job-list poll that
-    catches whatever callbacks missed. Every candidate is confirmed by CI's query/list API. The cursor (a
-    creation-time watermark plus the JobIds already emitted) lives in ``asset_state_store`` where Airflow injects
-    one (3.3+), in process memory otherwise; it is written *before* an event is yielded, so a crash can lose
-    at most that one event but never emits a job twice.
+    catches whatever callbacks missed. Every candidate is confirmed by CI's query/list API: a callback only names
+    JobIds (at most :data:`MAX_JOB_IDS_PER_CALLBACK`, each checked against CI's id alphabet before it is sent), and
+    a callback that cannot be handled is logged and dropped without ending ``run()``.
+
+    **One event per poll cycle or callback batch**, carrying every job it found: several events yielded at the same
+    instant were consumed as one by Airflow 3.3.2's scheduler (one DAG run took one event, the rest waited for the
+    next unrelated event), so a burst is one event. Payload::
+
+        {"bucket": ..., "tag": ..., "source": "poll" | "callback",
+         "jobs": [{"job_id", "state", "code", "message", "event_name", "tag", "source", "creation_time",
+                   "end_time"}, ...]}
+
+    The cursor (a creation-time watermark plus the JobIds already emitted) lives in ``asset_state_store`` where
+    Airflow injects one (3.3+), in process memory otherwise; it is written *before* an event is yielded, so a crash
+    can lose at most that one event but never emits a job twice.
 
     :param bucket: full bucket name.
     :param tag: job tag to watch (``SegmentVideoBody``).
@@ -361,7 +356,6 @@ class CIJobEventTrigger(BaseEventTrigger):
         self.states = sorted(states) if states else sorted(JOB_TERMINAL_STATES)
         self.max_pages = check_int_range("max_pages", max_pages, 1, 1000)
         self._cursor: dict[str, Any] | None = None
-        self._inflight: set[str] = set()
         self._hook: Any = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -429,12 +423,13 @@ class CIJobEventTrigger(BaseEventTrigger):
     # -- run ------------------------------------------------------------------------------------------------
     async def run(self) -> AsyncIterator[TriggerEvent]:
         self._cursor = await self._load_cursor()
-        inbox: asyncio.Queue = asyncio.Queue()
+        mailbox = Mailbox()
         registration = None
         if self.channel:
             try:
                 listener = await asyncio.to_thread(callback_listener.get_listener)
-                registration = listener.register(callback_listener.channel_token(self.channel), inbox)
+                # The listener only calls put_nowait on the inbox it is given.
+                registration = listener.register(callback_listener.channel_token(self.channel), mailbox)  # type: ignore[arg-type]
             except OSError as err:
                 self.log.warning("CI callback listener unavailable (%s); polling only", err)
         try:
@@ -443,83 +438,114 @@ class CIJobEventTrigger(BaseEventTrigger):
                 delay = next_poll - time.monotonic()
                 if delay <= 0:
                     next_poll = time.monotonic() + self.poll_interval
-                    for event in await self._poll():
-                        yield event
-                    continue
-                item = await within(inbox.get(), delay)
-                if item is None:
-                    continue
-                for event in await self._from_callback(item[1]):
+                    found, source = await self._isolated(self._poll(), "the job-list poll"), "poll"
+                else:
+                    await mailbox.wait(delay)
+                    messages = [item[1] for item in mailbox.drain()]
+                    if not messages:
+                        continue
+                    found, source = await self._isolated(self._from_callbacks(messages), "a callback batch"), "callback"
+                event = await self._emit(found, source)
+                if event is not None:
                     yield event
         finally:
             if registration is not None:
                 registration.close()
 
+    async def _isolated(self, work: Awaitable[list[tuple[dict[str, Any], str]]], what: str) -> list:
+        """Run one poll or one callback batch; whatever goes wrong in it is logged, never ends the watcher."""
+        try:
+            return await work
+        except Exception:
+            self.log.exception("Handling %s failed; the watcher keeps running", what)
+            return []
+
     def _is_new(self, job_id: str) -> bool:
         assert self._cursor is not None
-        return job_id not in self._cursor["seen"] and job_id not in self._inflight
+        return job_id not in self._cursor["seen"]
 
-    async def _emit(self, jobs: list[tuple[dict[str, Any], str, str]]) -> list[TriggerEvent]:
-        """Mark jobs seen, persist the cursor, then build their events (persist first: never twice)."""
+    async def _emit(self, found: list[tuple[dict[str, Any], str]], source: str) -> TriggerEvent | None:
+        """Mark the jobs seen, persist the cursor, then build the one event that carries them all (persist first:
+        a job is never reported twice)."""
         assert self._cursor is not None
-        events = []
-        for job, event_name, source in jobs:
+        summaries: list[dict[str, Any]] = []
+        for job, event_name in found:
             job_id = str(job.get("JobId"))
             if job_id in self._cursor["seen"]:
                 continue
-            self._cursor["seen"][job_id] = _parse_job_time(job.get("CreationTime")) or time.time()
-            events.append(
-                TriggerEvent(
-                    {
-                        "job_id": job_id,
-                        "state": job.get("State"),
-                        "code": job.get("Code"),
-                        "message": job.get("Message"),
-                        "event_name": event_name,
-                        "bucket": self.bucket,
-                        "tag": job.get("Tag", self.tag),
-                        "source": source,
-                        "job": job,
-                    }
-                )
+            self._cursor["seen"][job_id] = _epoch(job.get("CreationTime")) or time.time()
+            summaries.append(
+                {
+                    "job_id": job_id,
+                    "state": job.get("State"),
+                    "code": job.get("Code"),
+                    "message": job.get("Message"),
+                    "event_name": event_name,
+                    "tag": job.get("Tag", self.tag),
+                    "source": source,
+                    "creation_time": job.get("CreationTime"),
+                    "end_time": job.get("EndTime"),
+                }
             )
-        if events:
-            await self._save_cursor()
-        return events
+        if summaries or source == "poll":
+            await self._save_cursor()  # a poll also moves the watermark
+        if not summaries:
+            return None
+        return TriggerEvent({"bucket": self.bucket, "tag": self.tag, "source": source, "jobs": summaries})
 
-    async def _from_callback(self, message: callback_listener.CallbackMessage) -> list[TriggerEvent]:
-        ids = [str(j["JobId"]) for j in message.jobs if self._is_new(str(j["JobId"]))]
-        if not ids:
-            return []  # duplicated callback, or already reported by the poll
-        self._inflight.update(ids)
-        try:
-            query = await self.hook.aget_jobs(self.bucket, ids)
-        except TencentCloudError as err:
-            self.log.warning("Could not confirm a callback for %s (%s); the list poll will catch it", ids, err)
+    def _callback_ids(self, message: callback_listener.CallbackMessage) -> list[str]:
+        """The JobIds of one callback worth querying; [] (with one warning) for a callback that is not CI's."""
+        ids = named_job_ids(message)
+        if len(ids) > MAX_JOB_IDS_PER_CALLBACK:
+            self.log.warning(
+                "Dropping a callback that names %d jobs (at most %d): not a CI callback",
+                len(ids),
+                MAX_JOB_IDS_PER_CALLBACK,
+            )
             return []
-        finally:
-            self._inflight.difference_update(ids)
+        bad = [job_id for job_id in ids if not is_job_id(job_id)]
+        if bad:
+            self.log.warning("Dropping a callback naming %d malformed JobId(s), e.g. %r", len(bad), bad[0][:80])
+            return []
+        return [job_id for job_id in ids if self._is_new(job_id)]
+
+    async def _from_callbacks(self, messages: list[callback_listener.CallbackMessage]) -> list[tuple[dict, str]]:
+        """Confirm by one query every new job the callbacks of one batch name (duplicates are queried once)."""
+        named: dict[str, str] = {}
+        for message in messages:
+            for job_id in self._callback_ids(message):
+                named.setdefault(job_id, str(message.event_name or ""))
+        if not named:
+            return []  # duplicated callbacks, already reported by the poll, or dropped
+        try:
+            query = await self.hook.aget_jobs(self.bucket, list(named))
+        except TencentCloudError as err:
+            self.log.warning("Could not confirm callbacks for %s (%s); the list poll will catch them", list(named), err)
+            return []
         confirmed = []
         # A job created before the watermark was already judged by the list poll (emitted or filtered).
         judged_before = float(self._cursor["watermark"]) - 60 if self._cursor else 0.0
         for job in getattr(query, "jobs", []) or []:
-            created = _parse_job_time(job.get("CreationTime"))
+            job_id = str(job.get("JobId"))
+            if job_id not in named:
+                continue
+            created = _epoch(job.get("CreationTime"))
             if created is not None and created < judged_before:
                 continue
             if job.get("State") in self.states and job.get("Tag", self.tag) == self.tag:
-                confirmed.append((job, message.event_name or _event_name(job), "callback"))
+                confirmed.append((job, named[job_id] or _event_name(job)))
             else:
-                self.log.info("Callback for job %s not confirmed (CI reports %s)", job.get("JobId"), job.get("State"))
-        return await self._emit(confirmed)
+                self.log.info("Callback for job %s not confirmed (CI reports %s)", job_id, job.get("State"))
+        return confirmed
 
-    async def _poll(self) -> list[TriggerEvent]:
+    async def _poll(self) -> list[tuple[dict[str, Any], str]]:
         assert self._cursor is not None
         watermark = float(self._cursor["watermark"])
         # Small overlap: creation times have one-second resolution and clocks differ.
-        start = _format_job_time(watermark - 60)
+        start = format_ci_time(datetime.fromtimestamp(watermark - 60, tz=timezone.utc))
         oldest_active: float | None = None
         newest: float | None = None
-        found: list[tuple[dict[str, Any], str, str]] = []
+        found: list[tuple[dict[str, Any], str]] = []
         next_token = ""
         try:
             for _ in range(max(1, self.max_pages)):
@@ -532,7 +558,7 @@ class CIJobEventTrigger(BaseEventTrigger):
                     order_by_time="Asc",
                 )
                 for job in getattr(page, "jobs", []) or []:
-                    created = _parse_job_time(job.get("CreationTime"))
+                    created = _epoch(job.get("CreationTime"))
                     if created is not None:
                         newest = created if newest is None else max(newest, created)
                     state = job.get("State")
@@ -542,7 +568,7 @@ class CIJobEventTrigger(BaseEventTrigger):
                         continue
                     job_id = str(job.get("JobId"))
                     if state in self.states and self._is_new(job_id):
-                        found.append((job, _event_name(job), "poll"))
+                        found.append((job, _event_name(job)))
                 next_token = getattr(page, "next_token", "") or ""
                 if not next_token:
                     break
@@ -558,10 +584,7 @@ class CIJobEventTrigger(BaseEventTrigger):
         seen = self._cursor["seen"]
         for job_id in [j for j, created in seen.items() if created < floor]:
             del seen[job_id]
-        events = await self._emit(found)
-        if not events:
-            await self._save_cursor()
-        return events
+        return found
 
 
 def _event_name(job: dict[str, Any]) -> str:

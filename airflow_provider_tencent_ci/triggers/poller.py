@@ -6,12 +6,16 @@ triggers that share a connection, region and bucket subscribe here instead and o
 K jobs per request and fans the results out to every waiting trigger. 10,000 waiting jobs cost ceil(10,000 / K)
 requests per cycle, through one hook (one HTTP client) per key.
 
-Scheduling: each subscription has its own interval and due time; the loop wakes when the earliest subscription is
-due and then also takes every subscription that falls due within half a tick, so subscribers that started at
-different moments converge on the same cycles and share requests.
+Scheduling: each subscription has its own interval and due time, kept in a min-heap of (due time, subscription);
+the loop wakes when the earliest subscription is due and then also takes every subscription that falls due within
+half a tick (the shortest interval), so subscribers that started at different moments converge on the same cycles
+and share requests. A wake-up examines only the subscriptions it takes (plus stale heap entries it discards):
+never the whole fleet, which made starting 10,000 triggers O(N^2). A closed subscription, or one whose due time
+moved (error back-off), leaves a stale entry that is skipped when it surfaces (lazy deletion); the heap is
+rebuilt when stale entries outnumber live ones.
 
-Results are delivered into the subscriber's inbox (an ``asyncio.Queue``) as ``("poll", PollResult)``, so a
-trigger can wait on the poller and on other sources (the callback listener) with one ``await``.
+Results are delivered into the subscriber's inbox (a ``triggers._asyncio.Mailbox``) as ``("poll", PollResult)``,
+so a trigger can wait on the poller and on other sources (the callback listener) with one ``await``.
 
 The registry is keyed by the running event loop as well: ``dag.test()`` runs each trigger in its own
 ``asyncio.run()``, and an HTTP client must never be shared across loops.
@@ -20,17 +24,20 @@ The registry is keyed by the running event loop as well: ``dag.test()`` runs eac
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import math
 import time
 import weakref
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_tencent_ci.common import config
 from airflow_provider_tencent_ci.constants import JOB_QUERY_BATCH_DEFAULT
 from airflow_provider_tencent_ci.exceptions import TencentCloudError
-from airflow_provider_tencent_ci.triggers._asyncio import within
+from airflow_provider_tencent_ci.triggers._asyncio import Mailbox, within
 
 if TYPE_CHECKING:
     from airflow_provider_tencent_ci.hooks.ci import CIHook
@@ -41,18 +48,11 @@ log = logging.getLogger(__name__)
 MAX_CONCURRENT_REQUESTS = 4
 # Longest back-off after repeated transient errors (throttling, 5xx, network).
 MAX_ERROR_BACKOFF_SECONDS = 300.0
-CONFIG_SECTION = "tencent_ci"
 
 
 def configured_batch_size() -> int:
     """``[tencent_ci] job_query_batch_size`` with the conservative documented default."""
-    try:
-        from airflow.configuration import conf
-
-        value = conf.getint(CONFIG_SECTION, "job_query_batch_size", fallback=JOB_QUERY_BATCH_DEFAULT)
-    except Exception:  # config unavailable (tests without Airflow home): stay conservative
-        value = JOB_QUERY_BATCH_DEFAULT
-    return max(1, int(value))
+    return max(1, config.getint("job_query_batch_size", JOB_QUERY_BATCH_DEFAULT))
 
 
 @dataclass
@@ -69,17 +69,20 @@ class PollResult:
         return None if self.job is None else self.job.get("State")
 
 
-@dataclass(eq=False)
 class Subscription:
     """One trigger's interest in one job; close it when done (the trigger's ``finally``)."""
 
-    poller: JobPoller
-    job_id: str
-    interval: float
-    inbox: asyncio.Queue
-    next_due: float = field(default=0.0)
-    errors: int = 0
-    closed: bool = False
+    # Thousands wait at once: no per-instance dict.
+    __slots__ = ("closed", "errors", "inbox", "interval", "job_id", "next_due", "poller")
+
+    def __init__(self, poller: JobPoller, job_id: str, interval: float, inbox: Mailbox) -> None:
+        self.poller = poller
+        self.job_id = job_id
+        self.interval = interval
+        self.inbox = inbox
+        self.next_due = 0.0
+        self.errors = 0
+        self.closed = False
 
     def deliver(self, result: PollResult) -> None:
         if not self.closed:
@@ -91,6 +94,10 @@ class Subscription:
             self.poller._unsubscribe(self)
 
 
+# A heap entry: (due time, tie-breaker, subscription). Valid while the subscription is open and still due then.
+_Entry = tuple[float, int, Subscription]
+
+
 class JobPoller:
     """The coalescing poll loop for one (conn_id, region, bucket) in one event loop."""
 
@@ -100,7 +107,12 @@ class JobPoller:
         self.bucket = bucket
         self.batch_size = max(1, batch_size or configured_batch_size())
         self._hook: CIHook | None = None
-        self._subs: dict[str, set[Subscription]] = {}
+        # By job id: fan-out of one result to its waiters (a list: almost always one, a set costs 3x the memory).
+        self._subs: dict[str, list[Subscription]] = {}
+        self._live = 0
+        self._due: list[_Entry] = []
+        self._seq = itertools.count()
+        self._intervals: dict[float, int] = {}  # interval -> open subscriptions with it (the tick is the smallest)
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._tick: float | None = None
@@ -108,9 +120,12 @@ class JobPoller:
         self._semaphore = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
         self._confirmations: dict[str, list[asyncio.Future[PollResult]]] = {}
         self._confirm_task: asyncio.Task | None = None
-        # Counters for tests and metrics: cycles that sent at least one request, and requests sent.
+        # Counters for tests and metrics: cycles that sent at least one request, requests sent, loop wake-ups, and
+        # heap entries examined by them (stays near the number of subscriptions actually due, never N per wake-up).
         self.cycles = 0
         self.requests = 0
+        self.wakeups = 0
+        self.examined = 0
 
     @property
     def hook(self) -> CIHook:
@@ -125,30 +140,53 @@ class JobPoller:
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._subs.values())
+        return self._live
 
     # -- subscription ---------------------------------------------------------------------------------------
-    def subscribe(self, job_id: str, interval: float, inbox: asyncio.Queue | None = None) -> Subscription:
+    def subscribe(self, job_id: str, interval: float, inbox: Mailbox | None = None) -> Subscription:
         interval = max(0.01, float(interval))
-        sub = Subscription(self, job_id, interval, inbox if inbox is not None else asyncio.Queue())
+        sub = Subscription(self, job_id, interval, inbox if inbox is not None else Mailbox())
         # Due now: it is taken by the next cycle. The loop is not woken for it (unless it is idle or this
         # interval is shorter than its tick), so a stream of new subscribers cannot multiply the requests.
-        sub.next_due = time.monotonic()
-        self._subs.setdefault(job_id, set()).add(sub)
+        self._schedule(sub, time.monotonic())
+        self._subs.setdefault(job_id, []).append(sub)
+        self._live += 1
+        self._intervals[interval] = self._intervals.get(interval, 0) + 1
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"ci-job-poller:{self.bucket}")
         elif self._tick is None or interval < self._tick:
             self._wake.set()
         return sub
 
+    def _schedule(self, sub: Subscription, due: float) -> None:
+        """Set a subscription's due time; an entry it had before becomes stale."""
+        sub.next_due = due
+        heapq.heappush(self._due, (due, next(self._seq), sub))
+
     def _unsubscribe(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.job_id)
-        if subs is not None:
-            subs.discard(sub)
+        if subs is not None and sub in subs:
+            subs.remove(sub)
             if not subs:
                 del self._subs[sub.job_id]
-        if not self._subs:
+            self._live -= 1
+            left = self._intervals[sub.interval] - 1
+            if left:
+                self._intervals[sub.interval] = left
+            else:
+                del self._intervals[sub.interval]
+        if not self._live:
             self._wake.set()  # let the loop notice it has nothing left to do
+
+    @staticmethod
+    def _valid(entry: _Entry) -> bool:
+        return not entry[2].closed and entry[2].next_due == entry[0]
+
+    def _compact(self) -> None:
+        """Drop stale entries once they outnumber live ones (amortised O(1) per closed subscription)."""
+        if len(self._due) > 2 * self._live + 64:
+            self._due = [e for e in self._due if self._valid(e)]
+            heapq.heapify(self._due)
 
     # -- direct queries (callback confirmation) ------------------------------------------------------------
     async def fetch(self, job_ids: Sequence[str]) -> dict[str, PollResult]:
@@ -194,26 +232,45 @@ class JobPoller:
                     future.set_result(results[job_id])
 
     # -- the loop ---------------------------------------------------------------------------------------------
+    def _take_due(self, horizon: float) -> list[Subscription]:
+        """Pop every valid entry due by ``horizon``; stale entries met on the way are dropped."""
+        taken: list[Subscription] = []
+        while self._due and self._due[0][0] <= horizon:
+            entry = heapq.heappop(self._due)
+            self.examined += 1
+            if self._valid(entry):
+                taken.append(entry[2])
+        return taken
+
+    def _next_due(self) -> float | None:
+        while self._due and not self._valid(self._due[0]):
+            heapq.heappop(self._due)
+            self.examined += 1
+        return self._due[0][0] if self._due else None
+
     async def _run(self) -> None:
-        while self._subs:
+        while self._live:
             self._wake.clear()
+            self.wakeups += 1
             now = time.monotonic()
-            all_subs = [s for subs in self._subs.values() for s in subs]
-            tick = min(s.interval for s in all_subs)
+            tick = min(self._intervals)
             self._tick = tick
-            due = [s for s in all_subs if now + tick / 2 >= s.next_due]
+            due = self._take_due(now + tick / 2)
             if due:
+                for sub in due:
+                    self._schedule(sub, now + sub.interval)
                 due_ids = list(dict.fromkeys(s.job_id for s in due))
-                for s in due:
-                    s.next_due = now + s.interval
+                del due
                 self.cycles += 1
                 await asyncio.gather(*(self._poll_chunk(chunk) for chunk in _chunks(due_ids, self.batch_size)))
-            if not self._subs:
+            self._compact()
+            next_due = self._next_due()
+            if not self._live or next_due is None:
                 break
-            next_due = min(s.next_due for subs in self._subs.values() for s in subs)
-            delay = max(0.0, next_due - time.monotonic())
-            await within(self._wake.wait(), delay)
+            await within(self._wake.wait(), max(0.0, next_due - time.monotonic()))
         self._tick = None
+        if not self._live:
+            self._due.clear()  # only stale entries are left: release the closed subscriptions now
 
     async def _poll_chunk(self, chunk: list[str]) -> None:
         async with self._semaphore:
@@ -226,9 +283,8 @@ class JobPoller:
                     for job_id in chunk:
                         for sub in self._subs.get(job_id, ()):
                             sub.errors += 1
-                            sub.next_due = time.monotonic() + min(
-                                sub.interval * 2 ** min(sub.errors, 10), MAX_ERROR_BACKOFF_SECONDS
-                            )
+                            backoff = min(sub.interval * 2 ** min(sub.errors, 10), MAX_ERROR_BACKOFF_SECONDS)
+                            self._schedule(sub, time.monotonic() + backoff)
                     log.warning("Transient error polling %d CI job(s) in %s: %s", len(chunk), self.bucket, err)
                     return
                 log.error("Polling CI jobs in %s failed: %s", self.bucket, err)

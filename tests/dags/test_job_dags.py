@@ -91,9 +91,9 @@ def test_event_pipeline_publishes_a_job_from_the_param(tencent_conn: Any, callba
     manifest = json.loads(hook.get_object_bytes(BUCKET, f"published/{job_ids[0]}/manifest.json"))
     assert manifest["job_id"] == job_ids[0] and manifest["state"] == "Success"
     assert hook.head_object(BUCKET, manifest["published_key"]) is not None
-    assert manifest["published_key"] == f"published/{job_ids[0]}/" + manifest["source_output"]["Object"].rsplit(
-        "/", 1
-    )[-1]
+    assert (
+        manifest["published_key"] == f"published/{job_ids[0]}/" + manifest["source_output"]["Object"].rsplit("/", 1)[-1]
+    )
 
 
 def test_event_pipeline_reports_a_failed_job_without_publishing(tencent_conn: Any) -> None:
@@ -156,7 +156,7 @@ def test_event_pipeline_reads_the_job_from_the_watchers_event(tencent_conn: Any)
             await agen.aclose()
 
     event = asyncio.run(first_event())
-    assert event.payload["job_id"] == job["JobId"]
+    assert [j["job_id"] for j in event.payload["jobs"]] == [job["JobId"]]
 
     class _AssetEvent:  # the shape Airflow hands a task: AssetEvent(extra={"from_trigger": True, "payload": ...})
         def __init__(self, payload: dict[str, Any]) -> None:
@@ -166,6 +166,17 @@ def test_event_pipeline_reads_the_job_from_the_watchers_event(tencent_conn: Any)
     # Keyed by the asset's name: Airflow 3.1's Asset with watchers is not hashable, and only the values matter.
     assert extract({asset.name: [_AssetEvent(event.payload)]}) == [job["JobId"]]
     assert extract({}) == []
+    # Every job of every triggering event, each once; an event queued by the earlier one-job payload still counts.
+    burst = {"jobs": [{"job_id": "a1"}, {"job_id": "a2"}, {"job_id": "a3"}]}
+    later = {"jobs": [{"job_id": "a3"}, {"job_id": "a4"}]}
+    legacy = {"job_id": "a5"}
+    assert extract({asset.name: [_AssetEvent(burst), _AssetEvent(later), _AssetEvent(legacy)]}) == [
+        "a1",
+        "a2",
+        "a3",
+        "a4",
+        "a5",
+    ]
 
 
 def _dag_module(dag: Any) -> Any:

@@ -181,3 +181,30 @@ async def test_callback_confirmations_arriving_together_share_batched_queries(em
     results = await asyncio.gather(*(poller.fetch([j]) for j in jobs))
     assert [r[j].state for r, j in zip(results, jobs, strict=True)] == ["Success"] * n
     assert emu.stats.count(operation="DescribeJobs") == math.ceil(n / k)
+
+
+async def test_poller_wakeups_do_not_examine_every_subscriber(emu: Any) -> None:
+    """A wake-up looks at the subscriptions it takes (a due-time heap), not at all N of them (issue 16 item 3)."""
+    from airflow_provider_tencent_ci.triggers.poller import JobPoller
+
+    idle, fast_job = 500, submit()
+    poller = JobPoller("tencentcloud_default", "ap-guangzhou", BUCKET, batch_size=100)
+    quiet = [poller.subscribe("a" + f"{i:032x}", 3600) for i in range(idle)]  # polled once, then not for an hour
+    await await_until(lambda: poller.cycles >= 1)
+    fast = poller.subscribe(fast_job, 0.02)
+    await await_until(lambda: poller.cycles >= 1)
+    wakeups, examined = poller.wakeups, poller.examined
+    await await_until(lambda: poller.wakeups >= wakeups + 20)
+    per_wakeup = (poller.examined - examined) / (poller.wakeups - wakeups)
+    assert per_wakeup <= 3, per_wakeup  # O(1): the fast subscription (and a stale entry now and then), not 500
+    # Closing subscriptions is lazy: their entries are dropped when they surface or when the heap is compacted.
+    for sub in quiet[: idle - 1]:
+        sub.close()
+    assert poller.subscriber_count == 2
+    wakeups = poller.wakeups
+    await await_until(lambda: poller.wakeups >= wakeups + 3)
+    assert len(poller._due) <= 2 * poller.subscriber_count + 64
+    fast.close()
+    quiet[-1].close()
+    await await_until(lambda: poller._task is not None and poller._task.done())
+    assert poller._due == [] and poller.subscriber_count == 0

@@ -1,4 +1,4 @@
-"""CIJobEventTrigger: one event per finished job, from callbacks and the list poll, never twice."""
+"""CIJobEventTrigger: every finished job reported once (one event per poll cycle or callback batch), never twice."""
 
 from __future__ import annotations
 
@@ -28,6 +28,11 @@ async def _collect(trigger: CIJobEventTrigger, events: list[Any]) -> None:
         events.append(event)
 
 
+def _jobs(events: list[Any]) -> list[dict[str, Any]]:
+    """Every job summary the events carry, in order."""
+    return [job for event in events for job in event.payload["jobs"]]
+
+
 def _trigger(**kw: Any) -> CIJobEventTrigger:
     kw.setdefault("poll_interval", 0.3)
     kw.setdefault("channel", "svb-events")
@@ -40,8 +45,10 @@ async def test_one_event_per_job_from_callbacks_and_poll(emu: Any) -> None:
     assert isinstance(_trigger(), BaseEventTrigger)
     channel_url = cl.callback_url(cl.channel_token("svb-events"))
     emu.set_faults(FaultConfig(callback_duplicate_rate=1.0))  # every callback is sent twice
-    with_callback = [submit(f"out/e{i}.mp4", CallBack=channel_url, CallBackFormat=fmt)
-                     for i, fmt in enumerate(["XML", "JSON", "XML"])]
+    with_callback = [
+        submit(f"out/e{i}.mp4", CallBack=channel_url, CallBackFormat=fmt)
+        for i, fmt in enumerate(["XML", "JSON", "XML"])
+    ]
     without_callback = [submit("out/quiet.mp4", CallBack="no")]  # only the list poll can see it
     failed = submit("out/failed.mp4", CallBack=channel_url)
     emu.force_job_outcome(failed, "Failed", code="X", message="broken")
@@ -50,13 +57,14 @@ async def test_one_event_per_job_from_callbacks_and_poll(emu: Any) -> None:
     events: list[Any] = []
     task = asyncio.get_running_loop().create_task(_collect(_trigger(), events))
     try:
-        await await_until(lambda: {e.payload["job_id"] for e in events} >= expected, timeout=20)
+        await await_until(lambda: {j["job_id"] for j in _jobs(events)} >= expected, timeout=20)
         await asyncio.sleep(1.0)  # duplicated callbacks and further polls must not add anything
     finally:
         task.cancel()
-    ids = [e.payload["job_id"] for e in events]
+    ids = [j["job_id"] for j in _jobs(events)]
     assert sorted(ids) == sorted(expected)  # exactly once each
-    by_id = {e.payload["job_id"]: e.payload for e in events}
+    assert all(e.payload["jobs"] and e.payload["bucket"] == BUCKET for e in events)  # no empty events
+    by_id = {j["job_id"]: j for j in _jobs(events)}
     assert by_id[failed]["state"] == "Failed" and by_id[failed]["message"] == "broken"
     assert by_id[without_callback[0]]["source"] == "poll"
     assert all(p["event_name"] == "TaskFinish" for p in by_id.values())
@@ -67,11 +75,11 @@ async def test_one_event_per_job_from_callbacks_and_poll(emu: Any) -> None:
     task = asyncio.get_running_loop().create_task(_collect(_trigger(), again))
     try:
         new_job = submit("out/new.mp4", CallBack=channel_url)
-        await await_until(lambda: any(e.payload["job_id"] == new_job for e in again), timeout=20)
+        await await_until(lambda: any(j["job_id"] == new_job for j in _jobs(again)), timeout=20)
         await asyncio.sleep(0.8)
     finally:
         task.cancel()
-    assert [e.payload["job_id"] for e in again] == [new_job]
+    assert [j["job_id"] for j in _jobs(again)] == [new_job]
 
 
 async def test_forged_channel_callback_is_not_an_event(emu: Any) -> None:
@@ -91,7 +99,7 @@ async def test_forged_channel_callback_is_not_an_event(emu: Any) -> None:
         await await_until(lambda: len(events) == 1, timeout=20)
     finally:
         task.cancel()
-    assert events[0].payload["job_id"] == job_id
+    assert [j["job_id"] for j in _jobs(events)] == [job_id]
 
 
 async def test_cursor_uses_asset_state_store_when_offered(emu: Any) -> None:

@@ -1,0 +1,1 @@
+"""CI job lifecycle facts shared by the operator, the sensor and the triggers."""
