@@ -16,7 +16,7 @@ Figures: sustained rate (successful ImageProcess answers / wall time) as a share
 share of ImageProcess requests answered SlowDown, wall time; for ours the limiter's concurrency over time, and for
 every client the successful and throttled answers per second (the emulator's counters, sampled every second).
 
-Usage: bench_ratelimit.py [--images 3000] [--rate 50] [--median 0.3] [--sigma 0.6] [--cap 5] [--concurrency 32]
+Usage: bench_ratelimit.py [--images 10000] [--rate 50] [--median 0.3] [--sigma 0.6] [--cap 5] [--concurrency 32]
                           [--peer-images 100]
 (BENCH_RATELIMIT_IMAGES, BENCH_RATELIMIT_RATE, BENCH_RATELIMIT_MEDIAN, BENCH_RATELIMIT_CONCURRENCY,
 BENCH_RATELIMIT_PEER_IMAGES.)
@@ -173,7 +173,7 @@ def _sdk_loop(emu: Any, keys: list[str], out: str) -> tuple[int, float]:
 def main() -> None:
     p = argparse.ArgumentParser()
     env = os.environ.get
-    p.add_argument("--images", type=int, default=int(env("BENCH_RATELIMIT_IMAGES", "3000")))
+    p.add_argument("--images", type=int, default=int(env("BENCH_RATELIMIT_IMAGES", "10000")))
     p.add_argument("--rate", type=float, default=float(env("BENCH_RATELIMIT_RATE", "50")))
     p.add_argument("--median", type=float, default=float(env("BENCH_RATELIMIT_MEDIAN", "0.3")))
     p.add_argument("--sigma", type=float, default=float(env("BENCH_RATELIMIT_SIGMA", "0.6")))
