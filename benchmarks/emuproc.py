@@ -24,10 +24,11 @@ def _child(conn: Any, kwargs: dict[str, Any]) -> None:
 
     emu = Emulator(**kwargs).start()
     engine = emu.state.jobs
+    sender = engine._callbacks
     sent_at: dict[str, float] = {}
 
     # Instrumentation: when did the emulator start POSTing each job's callback (before any network I/O)?
-    original_send = engine._send
+    original_send = sender._send
 
     async def timed_send(base: dict[str, Any], delay: float, copy_no: int) -> None:
         if delay > 0:
@@ -40,7 +41,7 @@ def _child(conn: Any, kwargs: dict[str, Any]) -> None:
 
         await asyncio.sleep(seconds)
 
-    engine._send = timed_send
+    sender._send = timed_send
 
     def finish_jobs(job_ids: list[str], rate: float, state: str = "Success") -> dict[str, float]:
         """Force jobs to a final state at ``rate`` per second (0: as fast as possible); returns when each was
@@ -60,8 +61,8 @@ def _child(conn: Any, kwargs: dict[str, Any]) -> None:
     def job_states() -> dict[str, int]:
         counts: dict[str, int] = {}
         with engine._lock:
-            for job in engine._jobs.values():
-                counts[job["State"]] = counts.get(job["State"], 0) + 1
+            for record in engine._jobs.values():
+                counts[record.state] = counts.get(record.state, 0) + 1
         return counts
 
     def put_objects(bucket: str, keys: list[str], data: bytes, content_type: str | None = None) -> int:
@@ -86,11 +87,13 @@ def _child(conn: Any, kwargs: dict[str, Any]) -> None:
             "secret_id": emu.secret_id,
             "secret_key": emu.secret_key,
         },
-        "stats_count": lambda op=None: emu.stats.count(op),
+        "stats_count": lambda op=None, bucket=None, ok=None: emu.stats.count(op, bucket, ok),
         "stats_snapshot": lambda: emu.stats.snapshot(),
         "stats_reset": lambda: emu.stats.reset(),
         "set_job_timing": lambda q, r: emu.set_job_timing(q, r),
         "set_faults": set_faults,
+        "set_rate_limit": lambda rate, burst=None, families=None: emu.set_rate_limit(rate, burst, families),
+        "set_latency": lambda median, sigma=0.5, cap=None, seed=0: emu.set_latency(median, sigma, cap, seed),
         "put_object": lambda b, k, d, ct=None: put_objects(b, [k], d, ct),
         "put_objects": put_objects,
         "list_keys": lambda b, p="": emu.list_keys(b, p),

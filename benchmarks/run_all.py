@@ -3,6 +3,9 @@
     make bench                       # what CI and the README call
     .venv/bin/python benchmarks/run_all.py --amazon-python .venv-bench/bin/python [--only parse,batch]
 
+With ``--only``, the results of the benchmarks not run are carried over from the existing results file, each
+with the date of the run that measured it; the report says which sections come from which run.
+
 Each benchmark runs in its own interpreter (and each of its cases in a fresh one): figures never share a heap,
 an event loop or an emulator. Sizes are configurable through the benchmarks' options / BENCH_* variables (see
 each script's docstring); the report states the sizes that were run.
@@ -25,12 +28,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import BENCH_DIR, RESULT_MARK, ROOT, log, machine
 from report import write_report
 
-ORDER = ("parse", "batch", "fanin", "callback")
+ORDER = ("parse", "batch", "fanin", "callback", "ratelimit", "events")
 SCRIPTS = {
     "parse": "bench_parse.py",
     "batch": "bench_batch.py",
     "fanin": "bench_fanin.py",
     "callback": "bench_callback.py",
+    "ratelimit": "bench_ratelimit.py",
+    "events": "bench_events.py",
 }
 
 
@@ -45,7 +50,7 @@ def run_one(name: str, extra: list[str], log_dir: str) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_MARK):
-            result: dict[str, Any] = json.loads(line[len(RESULT_MARK):])
+            result: dict[str, Any] = json.loads(line[len(RESULT_MARK) :])
             result["wall_s"] = round(wall, 1)
             log(f"== {name}: done in {wall:.0f}s")
             return result
@@ -53,6 +58,25 @@ def run_one(name: str, extra: list[str], log_dir: str) -> dict[str, Any]:
         tail = fh.read()[-3000:]
     log(f"== {name}: FAILED (exit {proc.returncode}); stderr tail:\n{tail}")
     return {"benchmark": name, "error": f"exit {proc.returncode}", "stderr_tail": tail, "wall_s": round(wall, 1)}
+
+
+def _carried_over(path: str, run: list[str]) -> dict[str, Any]:
+    """The previous results of the benchmarks not run this time, each stamped with the run that measured it."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            previous = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    kept = {}
+    for name in ORDER:
+        result = (previous.get("benchmarks") or {}).get(name)
+        if name in run or not isinstance(result, dict):
+            continue
+        result.setdefault("run_date_utc", previous.get("date_utc"))
+        result.setdefault("run_command", previous.get("command"))
+        result.setdefault("run_machine", previous.get("machine"))
+        kept[name] = result
+    return kept
 
 
 def main() -> None:
@@ -71,9 +95,13 @@ def main() -> None:
     for name in names:
         extra = ["--amazon-python", args.amazon_python] if name == "parse" else []
         results[name] = run_one(name, extra, log_dir)
+        results[name]["run_date_utc"] = started.isoformat(timespec="seconds")
+    if args.only:
+        results = {**_carried_over(args.json, names), **results}
     total = time.perf_counter() - t0
-    command = "make bench" if os.environ.get("MAKELEVEL") else " ".join([os.path.relpath(sys.executable, ROOT),
-                                                                         *sys.argv])
+    command = (
+        "make bench" if os.environ.get("MAKELEVEL") else " ".join([os.path.relpath(sys.executable, ROOT), *sys.argv])
+    )
     doc = {
         "date_utc": started.isoformat(timespec="seconds"),
         "command": command,
