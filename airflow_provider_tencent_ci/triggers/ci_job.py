@@ -189,7 +189,7 @@ class _CIJobTaskTrigger(BaseTrigger):
 
     async def _confirm(self, poller: Any, message: callback_listener.CallbackMessage) -> PollResult | None:
         """A callback is only a hint: query the job once and trust only CI's answer."""
-        if self.job_id not in named_job_ids(message):
+        if self.job_id not in message.job_ids():
             self.log.warning("Ignoring a callback for other job(s)")
             return None
         claimed = message.for_job(self.job_id)
@@ -282,21 +282,10 @@ def _epoch(value: Any) -> float | None:
     return None if parsed is None else parsed.timestamp()
 
 
-def named_job_ids(message: callback_listener.CallbackMessage) -> list[str]:
-    """The JobIds a callback names: a TaskFinish's JobsDetail or a WorkflowFinish's WorkflowExecution Tasks."""
-    job_ids = getattr(message, "job_ids", None)
-    if callable(job_ids):
-        return [str(i) for i in job_ids()]
-    return list(dict.fromkeys(str(j.get("JobId")) for j in message.jobs))
-
-
 # In-memory cursors when Airflow offers no asset_state_store (< 3.3, or a trigger not bound to an asset):
 # a trigger rebuilt in the same process resumes from here instead of re-emitting.
 _MEMORY_CURSORS: dict[str, dict[str, Any]] = {}
 MAX_SEEN = 5000
-# A real callback names one job (TaskFinish) or the handful of a workflow's tasks (WorkflowFinish). More than this
-# is not CI: the callback is dropped instead of turning into a flood of queries (ids / batch size requests).
-MAX_JOB_IDS_PER_CALLBACK = 100
 
 
 class CIJobEventTrigger(BaseEventTrigger):
@@ -305,8 +294,9 @@ class CIJobEventTrigger(BaseEventTrigger):
     Sources: callbacks on a named listener channel (set the CI queue's or the jobs' CallBack URL to
     ``callback_listener.callback_url(callback_listener.channel_token(channel))``), and a job-list poll that
     catches whatever callbacks missed. Every candidate is confirmed by CI's query/list API: a callback only names
-    JobIds (at most :data:`MAX_JOB_IDS_PER_CALLBACK`, each checked against CI's id alphabet before it is sent), and
-    a callback that cannot be handled is logged and dropped without ending ``run()``.
+    JobIds (at most ``callbacks.parsing.MAX_ENTRIES``: the parser refuses more; each checked against CI's id
+    alphabet before it is sent), and a callback that cannot be handled is logged and dropped without ending
+    ``run()``.
 
     **One event per poll cycle or callback batch**, carrying every job it found: several events yielded at the same
     instant were consumed as one by Airflow 3.3.2's scheduler (one DAG run took one event, the rest waited for the
@@ -495,14 +485,7 @@ class CIJobEventTrigger(BaseEventTrigger):
 
     def _callback_ids(self, message: callback_listener.CallbackMessage) -> list[str]:
         """The JobIds of one callback worth querying; [] (with one warning) for a callback that is not CI's."""
-        ids = named_job_ids(message)
-        if len(ids) > MAX_JOB_IDS_PER_CALLBACK:
-            self.log.warning(
-                "Dropping a callback that names %d jobs (at most %d): not a CI callback",
-                len(ids),
-                MAX_JOB_IDS_PER_CALLBACK,
-            )
-            return []
+        ids = message.job_ids()  # bounded by the parser (callbacks.parsing.MAX_ENTRIES)
         bad = [job_id for job_id in ids if not is_job_id(job_id)]
         if bad:
             self.log.warning("Dropping a callback naming %d malformed JobId(s), e.g. %r", len(bad), bad[0][:80])

@@ -16,7 +16,8 @@ import pytest
 
 from airflow_provider_tencent_ci.triggers import callback_listener as cl
 from airflow_provider_tencent_ci.triggers import ci_job
-from airflow_provider_tencent_ci.triggers.ci_job import MAX_JOB_IDS_PER_CALLBACK, CIJobEventTrigger
+from airflow_provider_tencent_ci.triggers.callbacks.parsing import MAX_ENTRIES
+from airflow_provider_tencent_ci.triggers.ci_job import CIJobEventTrigger
 from tests.triggers.helpers import BUCKET, await_until, job_state, post, put_input, submit, xml_callback
 
 CHANNEL = "svb-hostile"
@@ -82,7 +83,7 @@ async def test_a_callback_naming_thousands_of_jobs_is_dropped_without_a_query(em
     emu.stats.reset()
     forged = ["a" + uuid.uuid4().hex for _ in range(5000)]  # 5,000 well-formed ids: 500 queries before the fix
     response = await post(_channel_url(), _many_jobs_callback(forged))
-    assert response.status_code == 200  # the listener accepts it; the trigger must not act on it
+    assert response.status_code == 400  # the parser refuses more than MAX_ENTRIES: nothing reaches the trigger
     response = await post(_channel_url(), xml_callback(real, "Success"))
     assert response.status_code == 200
     await await_until(lambda: _jobs(events) == [real])
@@ -95,7 +96,7 @@ async def test_a_callback_at_the_bound_is_still_confirmed(emu: Any) -> None:
     task = await _started(emu, events)
     real = _finished_job("bound")
     await await_until(lambda: job_state(emu, real) == "Success")
-    others = ["a" + uuid.uuid4().hex for _ in range(MAX_JOB_IDS_PER_CALLBACK - 1)]
+    others = ["a" + uuid.uuid4().hex for _ in range(MAX_ENTRIES - 1)]
     response = await post(_channel_url(), _many_jobs_callback([*others, real]))
     assert response.status_code == 200
     await await_until(lambda: _jobs(events) == [real])
