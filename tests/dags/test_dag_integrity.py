@@ -137,7 +137,7 @@ def test_studio_bad_input_fails_the_run_without_a_retry() -> None:
     assert dr.state == "failed"
 
 
-def test_daily_matting_logs_its_prefixes_and_window(capfd: pytest.CaptureFixture[str]) -> None:
+def test_daily_matting_logs_its_prefixes_and_window(tencent_conn: Any, capfd: pytest.CaptureFixture[str]) -> None:
     import pendulum
 
     from tests.conftest import run_dag
