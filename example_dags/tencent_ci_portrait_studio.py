@@ -96,9 +96,10 @@ with DAG(
     catchup=False,
     default_args={"retries": 1, "retry_delay": timedelta(minutes=1)},
     params={
+        # Optional (null), so the trigger form does not demand a value; prepare_inputs picks the default folder.
         "local_dir": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             title="Portrait folder",
             description=f"Folder on the worker with the portraits to upload (JPG/PNG/BMP). Empty: "
             f"$AIRFLOW_HOME/{DEFAULT_LOCAL_DIR}, created on the first run.",
@@ -114,7 +115,12 @@ with DAG(
             "No leading or trailing '/'.",
         ),
         "strength": Param(
-            0.6, type="number", minimum=STRENGTH_MIN, maximum=STRENGTH_MAX, description="Face beauty strength"
+            0.6,
+            type="number",
+            minimum=STRENGTH_MIN,
+            maximum=STRENGTH_MAX,
+            title="Face beauty strength",
+            description=f"AIFaceBeauty strength, {STRENGTH_MIN}..{STRENGTH_MAX}",
         ),
         # `examples` on an array Param makes Airflow's trigger form a multi-select of those values; `items.enum`
         # is what the schema validates.
@@ -129,7 +135,12 @@ with DAG(
             description="Portrait parts to keep in the segmentation (BDA SegmentCustomizedPortraitPic)",
         ),
         "padding": Param(
-            20, type="integer", minimum=0, maximum=PADDING_LAYOUT_MAX, description="Transparent margin (px)"
+            20,
+            type="integer",
+            minimum=0,
+            maximum=PADDING_LAYOUT_MAX,
+            title="Margin (px)",
+            description=f"Transparent margin around the matted portrait, 0..{PADDING_LAYOUT_MAX} px",
         ),
     },
     doc_md=DOC,
