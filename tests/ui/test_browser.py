@@ -133,10 +133,16 @@ def test_add_connection_form_saves_a_tencent_connection(
     # Extra fields: one per extra, with its label and description.
     browser.find_element(by.XPATH, "//button[contains(., 'Extra Fields') and not(contains(., 'JSON'))]").click()
     wait_until(lambda: browser.find_element(by.NAME, "element_region").is_displayed(), "the extra fields")
-    text = _text(browser)
-    for spec in CONN_FIELDS.values():
-        assert spec["label"] in text, spec["label"]
-        assert spec["description"] in text, spec["description"]
+    expected = [text for spec in CONN_FIELDS.values() for text in (spec["label"], spec["description"])]
+
+    def missing() -> list[str]:
+        text = _text(browser)
+        return [e for e in expected if e not in text]
+
+    try:  # the accordion opens with an animation
+        wait_until(lambda: not missing(), "every extra field's label and description", timeout=20)
+    except AssertionError:
+        assert missing() == []
     assert browser.find_element(by.NAME, "element_token").get_attribute("type") == "password"
     browser.find_element(by.NAME, "element_region").send_keys(tencent_emulator.region)
     browser.find_element(by.NAME, "element_appid").send_keys(str(tencent_emulator.appid))
@@ -189,7 +195,9 @@ def test_portrait_studio_trigger_form_has_the_parts_multi_select(ui_services: Ai
     field = "//input[@name='element_parts']/ancestor::div[.//input[@role='combobox']][1]"
     parts = wait_until(lambda: browser.find_element(by.XPATH, field + "//input[@role='combobox']"), "parts")
     parts.click()
-    options = wait_until(lambda: browser.find_elements(by.XPATH, "//*[@role='option']"), "the parts options")
+    # react-select names its open menu in the input's aria-controls.
+    menu = wait_until(lambda: browser.find_element(by.ID, parts.get_attribute("aria-controls")), "the parts menu")
+    options = wait_until(lambda: menu.find_elements(by.XPATH, ".//*[@role='option']"), "the parts options")
     screenshot(browser, "4-portrait-studio-trigger-form")
     offered = [str(o.get_attribute("textContent")).strip() for o in options]  # also those scrolled out of the menu
     # The default (Head, Hair) is shown as chosen chips; the menu offers the other parts.
