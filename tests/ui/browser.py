@@ -39,13 +39,24 @@ def chromium_binaries() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
+def browser_missing() -> str | None:
+    """Why no browser test can run here, or None."""
+    import importlib.util
+
+    if chromium_binaries() is None:
+        return "Debian's chromium and chromium-driver are not installed (`make system-deps` installs them)"
+    if importlib.util.find_spec("selenium") is None:
+        return "selenium is not installed (it is in the dev extra: pip install -e '.[dev]')"
+    return None
+
+
 @contextlib.contextmanager
 def chromium() -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     binaries = chromium_binaries()
-    assert binaries is not None
+    assert binaries is not None, browser_missing()
     profile = tempfile.mkdtemp(prefix="tencent-ci-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = binaries[0]

@@ -16,9 +16,10 @@ import pytest
 
 from airflow_provider_tencent_ci.constants import SEGMENTATION_PARTS
 from airflow_provider_tencent_ci.get_provider_info import CONN_FIELDS
+from airflow_provider_tencent_ci.hooks.base import TencentCloudBaseHook
 from tests.dags._support import EXAMPLE_DAGS
 from tests.services.airflow_services import AIRFLOW, AirflowServices
-from tests.ui.browser import chromium, chromium_binaries, screenshot, start_ui_services
+from tests.ui.browser import browser_missing, chromium, screenshot, start_ui_services
 
 
 def _airflow_version() -> tuple[int, int]:
@@ -31,12 +32,9 @@ def _airflow_version() -> tuple[int, int]:
 pytestmark = [
     pytest.mark.ui,
     pytest.mark.services,
+    pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing())),
     pytest.mark.skipif(
-        chromium_binaries() is None,
-        reason="Debian's chromium and chromium-driver are not installed (`make system-deps` installs them)",
-    ),
-    pytest.mark.skipif(
-        _airflow_version() < (3, 2),
+        _airflow_version() < (3, 2) and "get_connection_form_widgets" not in TencentCloudBaseHook.__dict__,
         reason="Airflow 3.1 builds the connection form from the hook class, not from the provider's conn-fields "
         "metadata (3.2+), and TencentCloudBaseHook has no get_connection_form_widgets() yet: the extra fields "
         "this test fills do not exist in 3.1's form",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from demo import report, sample_data
-from tests.ui.browser import chromium, chromium_binaries, screenshot
+from tests.ui.browser import browser_missing, chromium, screenshot
 
 RESULTS = [
     {"dag_id": "tencent_ci_daily_matting", "state": "success", "seconds": 9.8, "paid": {"ImageProcess": 5},
@@ -85,7 +85,7 @@ def test_mapped_xcom_reads_every_map_index() -> None:
 
 
 @pytest.mark.ui
-@pytest.mark.skipif(chromium_binaries() is None, reason="Debian's chromium and chromium-driver are not installed")
+@pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))
 def test_demo_page_in_the_browser(tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
