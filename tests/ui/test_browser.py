@@ -202,3 +202,31 @@ def test_portrait_studio_trigger_form_has_the_parts_multi_select(ui_services: Ai
     assert sorted({*offered, "Head", "Hair"}) == sorted(SEGMENTATION_PARTS), offered
     assert "Head" not in offered and len(offered) == len(SEGMENTATION_PARTS) - 2, offered
     assert "Portrait parts" in _text(browser)
+
+
+def test_connections_test_cli_reports_a_wrong_key(ui_services: AirflowServices, tencent_emulator: Any) -> None:
+    cred = tencent_emulator.credential(False)
+    wrong_key = "not-the-emulator-secret-key-0000"
+    ui_services._request(
+        "POST",
+        "/api/v2/connections",
+        {
+            "connection_id": "tencent_wrong_key",
+            "conn_type": "tencentcloud",
+            "login": cred.secret_id,
+            "password": wrong_key,
+            "extra": json.dumps({**tencent_emulator.connection_extras(), "max_attempts": 1}),
+        },
+    )
+    out = subprocess.run(
+        [AIRFLOW, "connections", "test", "tencent_wrong_key"],
+        env=ui_services.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 1, out.stdout[-3000:]
+    assert "Connection failed!" in out.stdout
+    assert "request_id=" in out.stdout, out.stdout[-2000:]
+    assert wrong_key not in out.stdout + out.stderr
