@@ -95,9 +95,12 @@ def test_studio_rules_are_not_raw_regexes() -> None:
 
 
 def _studio_run(conf: dict[str, Any]) -> Any:
+    """A run of a freshly parsed studio DAG: dag.test(run_conf=...) leaves the conf in the DAG's params."""
+    from tests.airflow_compat import dagbag_class
     from tests.conftest import run_dag
 
-    return run_dag(example_dag("tencent_ci_portrait_studio"), run_conf=conf)
+    bag = dagbag_class()(dag_folder=str(EXAMPLE_DAGS / "tencent_ci_portrait_studio.py"))
+    return run_dag(bag.dags["tencent_ci_portrait_studio"], run_conf=conf)
 
 
 def test_studio_default_folder_is_created_and_an_empty_run_skips(
