@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-airflow-$(AIRFLOW_VERSION)
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench soak lint typecheck install clean docs
+.PHONY: demo test bench soak lint typecheck install system-deps clean docs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy airflow_provider_tencent_ci
 
-test: lint typecheck
+# Debian's chromium + chromium-driver for the browser tests (tests/ui): installed when missing and apt-get is usable
+# as root; otherwise a note says what to install (the browser tests then skip, naming the missing binaries).
+system-deps:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+		echo "system-deps: chromium and chromedriver present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else \
+		echo "system-deps: install Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"; \
+		echo "system-deps: until then the browser tests in tests/ui are skipped"; \
+	fi
+
+test: lint typecheck system-deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # docs/constraints.md from the parameter descriptions (airflow_provider_tencent_ci/params); the catalogue of bad values.

@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
 
         write_report(report, hook, bucket, emu, runner.results, day=day, seeded=seeded, studio_paths=studio_paths,
                      daily=xcom(dr_daily, "summarize"), studio=xcom(dr_studio, "report"), jobs=job_rows,
-                     published=xcom(dr_events, "publish"))
+                     published=report.mapped_xcom(dr_events, "publish"))
     finally:
         emu.stop()
         try:
@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r for r in runner.results if r["state"] != "success"]
     print("\n=== summary ===")
     for r in runner.results:
-        print(f"  {r['dag_id']:<30} {r['state']:<8} {r['seconds']:6.1f}s  paid calls: {r['paid'] or 'none'}")
+        paid = report.paid_calls_text(r["paid"])
+        print(f"  {r['dag_id']:<30} {r['state']:<8} {r['seconds']:6.1f}s  paid calls: {paid}")
     print(f"\nReport:        {OUTPUT / 'index.html'}")
     print(f"Contact sheet: {OUTPUT / 'contact_sheet.png'}")
     print(f"Emulator data: {EMULATOR_DATA}  (run again: the image DAGs skip every paid call; --reset to start over)")
@@ -228,9 +229,12 @@ def write_report(report: Any, hook: Any, bucket: str, emu: Any, results: list[di
         local = next((p for p in studio_paths if Path(p).stem == row["portrait"]), None)
         seg_key = row.get("segmentation")
         mask_key = seg_key[: -len(".png")] + ".mask.png" if seg_key else None
+        original = Path(local).read_bytes() if local else None
+        beautified = get(row.get("beauty"))
         studio_rows.append(report.Row(row["portrait"], [
-            report.Cell("input", Path(local).read_bytes() if local else None, local or ""),
-            report.Cell("beauty", get(row.get("beauty")), cos(row.get("beauty"))),
+            report.Cell("input", original, local or ""),
+            report.Cell("beauty", beautified, cos(row.get("beauty"))),
+            report.Cell(report.BEAUTY_ZOOM, report.beauty_zoom(original, beautified)),
             report.Cell("matting", get(row.get("matting")), cos(row.get("matting"))),
             report.Cell("segmentation", get(seg_key), cos(seg_key)),
             report.Cell("mask", get(mask_key), cos(mask_key)),
@@ -249,10 +253,10 @@ def write_report(report: Any, hook: Any, bucket: str, emu: Any, results: list[di
                 report.Cell("input", get(s.key), cos(s.key)),
                 report.Cell("matted", get(out_key), cos(out_key)),
             ]))
-    counts = {c: {k: v for k, v in (daily or {}).get(c, {}).items() if k != "outputs"} for c in ("portraits", "goods")}
+    counts = "; ".join(report.status_counts_text(c, daily) for c in ("portraits", "goods"))
     sections.append(report.Section(
         "tencent_ci_daily_matting",
-        f"Images that arrived on {day} under incoming/, matted in cloud mode (batch, if_exists=skip): {counts}.",
+        f"Images that arrived on {day} under incoming/, matted in cloud mode (batch, if_exists=skip). {counts}.",
         daily_rows))
 
     job_rows = []
@@ -273,10 +277,9 @@ def write_report(report: Any, hook: Any, bucket: str, emu: Any, results: list[di
         f"Callbacks delivered by the emulator: {len(emu.callbacks_sent)}.", job_rows))
 
     OUTPUT.mkdir(parents=True, exist_ok=True)
-    report.contact_sheet(studio_rows, ["input", "beauty", "matting", "segmentation"], OUTPUT / "contact_sheet.png")
-    summary = [f"{r['dag_id']}: {r['state']} in {r['seconds']:.1f}s, paid calls {r['paid'] or 'none'}"
-               for r in results]
-    report.write_html(sections, OUTPUT, title="Tencent Cloud Infinite provider - demo results", summary_lines=summary)
+    report.contact_sheet(studio_rows, ["input", "beauty", report.BEAUTY_ZOOM, "matting", "segmentation"],
+                         OUTPUT / "contact_sheet.png")
+    report.write_html(sections, OUTPUT, title="Tencent Cloud Infinite provider - demo results", results=results)
     (OUTPUT / "results.json").write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
 
     print("\n=== where the outputs are ===")

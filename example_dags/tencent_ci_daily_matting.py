@@ -29,7 +29,13 @@ DOC = """
 Every day, the images uploaded under `params.portrait_prefix` and `params.goods_prefix` during the run's data
 interval (`data_interval_start <= LastModified < data_interval_end`) are matted (transparent-background PNGs)
 and written to `{output_prefix}/portraits/<day>/<stem>.png` and `{output_prefix}/goods/<day>/<stem>.png`.
-A final task summarises what was processed, skipped and failed.
+A final task summarises what was processed, skipped and failed, and logs the prefixes and the time window used.
+
+**What a manual run processes.** A run started with the Trigger button processes the **last complete UTC day
+before the moment it was triggered** (Airflow's data interval for a manual run of a daily schedule): triggered
+on 2025-03-10 at 14:00 UTC it mattes what arrived from 2025-03-09 00:00 to 2025-03-10 00:00 UTC, not today's
+arrivals so far. Objects modified outside that window, or outside the two prefixes, are not touched; if nothing
+matched, the `summarize` log says which prefixes and which window were searched.
 
 **Batch operator, not dynamic task mapping.** One task per category lists the prefix once and processes the
 matching images on a bounded thread pool (`max_concurrency`, halved automatically when CI throttles). With
@@ -56,10 +62,22 @@ with DAG(
     max_active_runs=4,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True},
     params={
-        "portrait_prefix": Param("incoming/portraits/", type="string", minLength=1, description="Portrait inputs"),
-        "goods_prefix": Param("incoming/goods/", type="string", minLength=1, description="Product-shot inputs"),
-        "output_prefix": Param("matted", type="string", minLength=1, pattern=r"^[^/].*[^/]$"),
-        "max_concurrency": Param(8, type="integer", minimum=1, maximum=64),
+        "portrait_prefix": Param(
+            "incoming/portraits/", type="string", minLength=1, description="COS prefix of the portraits to matte"
+        ),
+        "goods_prefix": Param(
+            "incoming/goods/", type="string", minLength=1, description="COS prefix of the product shots to matte"
+        ),
+        "output_prefix": Param(
+            "matted",
+            type="string",
+            minLength=1,
+            pattern=r"^[^/].*[^/]$",
+            description="COS folder for the results (no leading or trailing '/'): <output_prefix>/portraits/<day>/",
+        ),
+        "max_concurrency": Param(
+            8, type="integer", minimum=1, maximum=64, description="Images processed in parallel per task (1..64)"
+        ),
     },
     doc_md=DOC,
     tags=["tencent-ci", "example", "matting"],
@@ -90,14 +108,24 @@ with DAG(
     )
 
     @task(retries=0)
-    def summarize(portrait_docs: list[dict[str, Any]] | None, goods_docs: list[dict[str, Any]] | None) -> dict:
+    def summarize(
+        portrait_docs: list[dict[str, Any]] | None, goods_docs: list[dict[str, Any]] | None, **context: Any
+    ) -> dict:
         """Counts per category and status, and every output key (XCom holds keys, never image bytes)."""
-        summary: dict[str, Any] = {}
-        for name, docs in (("portraits", portrait_docs or []), ("goods", goods_docs or [])):
+        start, end, params = context["data_interval_start"], context["data_interval_end"], context["params"]
+        window = f"modified from {start.isoformat()} (inclusive) to {end.isoformat()} (exclusive)"
+        print(f"This run processes sources {window}")
+        summary: dict[str, Any] = {"window": {"start": start.isoformat(), "end": end.isoformat()}}
+        categories = (("portraits", portrait_docs, "portrait_prefix"), ("goods", goods_docs, "goods_prefix"))
+        for name, docs, prefix_param in categories:
+            docs = docs or []
             counts = {s: sum(1 for d in docs if d.get("status") == s) for s in ("processed", "skipped", "failed")}
             outputs = sorted(d["output_key"] for d in docs if d.get("status") != "failed" and d.get("output_key"))
-            summary[name] = {**counts, "outputs": outputs}
-            print(f"{name}: {counts['processed']} processed, {counts['skipped']} skipped, {counts['failed']} failed")
+            summary[name] = {**counts, "prefix": params[prefix_param], "outputs": outputs}
+            print(
+                f"{name} under {params[prefix_param]!r}: {len(docs)} matched, {counts['processed']} processed, "
+                f"{counts['skipped']} skipped, {counts['failed']} failed"
+            )
         return summary
 
     summarize(portraits.output, goods.output)

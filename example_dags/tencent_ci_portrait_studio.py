@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pendulum
@@ -16,6 +18,9 @@ BUCKET = "{{ var.value.get('tencent_ci_bucket', 'examplebucket-1250000000') }}"
 # Every output key is a pure function of the source file name and the parameters that shaped it, so a rerun with
 # the same parameters finds its outputs (and skips the paid calls), and new parameters never reuse stale results.
 ROOT = "{{ params.output_prefix }}"
+# The folder `prepare_inputs` resolved (params.local_dir, or the default under the Airflow home).
+LOCAL_DIR = "{{ ti.xcom_pull(task_ids='prepare_inputs') }}"
+DEFAULT_LOCAL_DIR = "tencent_ci_studio/portraits"  # under $AIRFLOW_HOME
 BEAUTY = "strength-{{ params.strength }}"
 MATTED = BEAUTY + "_padding-{{ params.padding }}"
 PARTS = "{{ params.parts | join('-') }}"
@@ -23,6 +28,9 @@ PARTS = "{{ params.parts | join('-') }}"
 DOC = """
 ### Portrait studio
 
+0. **Prepare** (`prepare_inputs`): checks `params.output_prefix` and resolves the portrait folder:
+   `params.local_dir`, or when it is empty `$AIRFLOW_HOME/tencent_ci_studio/portraits` (created on the first run).
+   A folder without files skips the run's other tasks, with a log line saying where to put portraits.
 1. **Upload + face beauty** (`FaceBeautyOperator`, `mode="upload"`): every image in the local folder
    `params.local_dir` is uploaded with a `Pic-Operations` header, so COS stores the original
    (`<output_prefix>/originals/`) and CI writes the beautified copy (`.../beauty/`) in the same request.
@@ -39,6 +47,35 @@ Output keys encode the parameters (`strength-0.6_padding-20/...`), so rerunning 
 nothing (existing outputs newer than their sources are skipped) and changing a parameter never reuses a result
 made with another value.
 """
+
+
+@task(retries=0)
+def prepare_inputs(**context: Any) -> str:
+    """Check output_prefix, resolve and create the portrait folder; skip the run when it holds no file."""
+    try:
+        from airflow.sdk.exceptions import AirflowSkipException
+    except ImportError:  # Airflow 3.1
+        from airflow.exceptions import AirflowSkipException  # type: ignore[no-redef]
+
+    from airflow_provider_tencent_ci.exceptions import ParameterValidationError
+
+    params = context["params"]
+    prefix = params["output_prefix"]
+    if prefix.startswith("/") or prefix.endswith("/"):
+        raise ParameterValidationError(
+            "output_prefix", prefix, "a COS folder without a leading or trailing '/', e.g. studio or campaigns/spring"
+        )
+    home = os.environ.get("AIRFLOW_HOME") or str(Path.home() / "airflow")
+    folder = Path(params["local_dir"] or Path(home) / DEFAULT_LOCAL_DIR).expanduser()
+    if not params["local_dir"]:
+        folder.mkdir(parents=True, exist_ok=True)
+    if not folder.is_dir():
+        raise ParameterValidationError("local_dir", str(folder), "must be an existing folder on the worker")
+    files = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise AirflowSkipException(f"No portraits in {folder}: copy JPG/PNG/BMP files there and trigger the DAG again")
+    print(f"{len(files)} portrait(s) in {folder}; outputs under {prefix}/")
+    return str(folder)
 
 
 @task
@@ -59,42 +96,70 @@ with DAG(
     catchup=False,
     default_args={"retries": 1, "retry_delay": timedelta(minutes=1)},
     params={
+        # Optional (null), so the trigger form does not demand a value; prepare_inputs picks the default folder.
         "local_dir": Param(
-            "/opt/airflow/data/portraits",
+            None,
+            type=["null", "string"],
+            title="Portrait folder",
+            description=f"Folder on the worker with the portraits to upload (JPG/PNG/BMP). Empty: "
+            f"$AIRFLOW_HOME/{DEFAULT_LOCAL_DIR}, created on the first run.",
+        ),
+        # No JSON-schema `pattern`: Airflow would answer a bad value with the raw regex. prepare_inputs states the
+        # rule in words before anything is uploaded.
+        "output_prefix": Param(
+            "studio",
             type="string",
             minLength=1,
-            description="Folder on the worker with the portraits to upload (JPG/PNG/BMP)",
+            title="Output folder in the bucket",
+            description="Every output goes under this COS folder, e.g. studio or campaigns/spring. "
+            "No leading or trailing '/'.",
         ),
-        "output_prefix": Param("studio", type="string", minLength=1, pattern=r"^[^/].*[^/]$|^[^/]$"),
         "strength": Param(
-            0.6, type="number", minimum=STRENGTH_MIN, maximum=STRENGTH_MAX, description="Face beauty strength"
+            0.6,
+            type="number",
+            minimum=STRENGTH_MIN,
+            maximum=STRENGTH_MAX,
+            title="Face beauty strength",
+            description=f"AIFaceBeauty strength, {STRENGTH_MIN}..{STRENGTH_MAX}",
         ),
+        # `examples` on an array Param makes Airflow's trigger form a multi-select of those values; `items.enum`
+        # is what the schema validates.
         "parts": Param(
             ["Head", "Hair"],
             type="array",
             items={"type": "string", "enum": list(SEGMENTATION_PARTS)},
+            examples=list(SEGMENTATION_PARTS),
             minItems=1,
             uniqueItems=True,
-            description="Portrait parts to keep in the segmentation",
+            title="Portrait parts",
+            description="Portrait parts to keep in the segmentation (BDA SegmentCustomizedPortraitPic)",
         ),
         "padding": Param(
-            20, type="integer", minimum=0, maximum=PADDING_LAYOUT_MAX, description="Transparent margin (px)"
+            20,
+            type="integer",
+            minimum=0,
+            maximum=PADDING_LAYOUT_MAX,
+            title="Margin (px)",
+            description=f"Transparent margin around the matted portrait, 0..{PADDING_LAYOUT_MAX} px",
         ),
     },
     doc_md=DOC,
     tags=["tencent-ci", "example", "face-beauty", "matting", "bda"],
 ) as dag:
+    inputs = prepare_inputs()
     beauty = FaceBeautyOperator(
         task_id="upload_with_face_beauty",
         mode="upload",
         bucket=BUCKET,
-        source_path="{{ params.local_dir }}",
+        source_path=LOCAL_DIR,
         upload_key=ROOT + "/originals/{name}",
         output_key=ROOT + "/" + BEAUTY + "/beauty/{stem}.png",
         strength="{{ params.strength }}",
         if_exists="skip",
         max_concurrency=4,
     )
+
+    inputs >> beauty
 
     matting = PortraitMattingOperator(
         task_id="portrait_matting",
@@ -122,6 +187,7 @@ with DAG(
     @task(retries=0)
     def report(beauty_docs: Any, matting_docs: Any, part_docs: Any) -> list[dict[str, Any]]:
         """One line per portrait: where its original, beauty, matting and segmentation results are."""
+
         def by_stem(docs: Any, field: str) -> dict[str, str]:
             out = {}
             for d in docs if isinstance(docs, list) else [docs]:

@@ -36,25 +36,6 @@ except ImportError:  # pragma: no cover - older task SDK: the sync one is safe e
 
 T = TypeVar("T")
 
-EXTRAS_EXAMPLE = {
-    "region": "ap-guangzhou",
-    "appid": "1250000000",
-    "scheme": "https",
-    "timeout": 30,
-    "max_attempts": 4,
-    "retry_base_delay": 0.5,
-    "retry_max_delay": 20,
-    "token": "<optional STS session token>",
-    "role_arn": "<optional qcs::cam::uin/100000000001:roleName/role>",
-    "role_session_name": "airflow",
-    "duration_seconds": 7200,
-    "use_instance_role": False,
-    "proxy": "<optional http://proxy:port>",
-    "cos_endpoint": "<optional cos.ap-guangzhou.myqcloud.com>",
-    "ci_endpoint": "<optional ci.ap-guangzhou.myqcloud.com>",
-    "bda_endpoint": "<optional bda.tencentcloudapi.com>",
-}
-
 
 # Loggers of the SDKs: at DEBUG they print request headers (x-cos-security-token) and signing strings.
 _SDK_LOGGERS = ("qcloud_cos", "tencentcloud_sdk_common", "tencentcloud")
@@ -266,17 +247,16 @@ class TencentCloudBaseHook(BaseHook):
     # ---- Airflow UI / connection test -----------------------------------------------------------------------
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        import json
+        """Airflow < 3.2 builds the form from the hook class; 3.2+ reads the same facts from the provider info."""
+        from airflow_provider_tencent_ci.get_provider_info import legacy_ui_field_behaviour
 
-        return {
-            "hidden_fields": ["host", "port", "schema"],
-            "relabeling": {"login": "SecretId", "password": "SecretKey"},
-            "placeholders": {
-                "login": "AKID... (empty: TENCENTCLOUD_SECRET_ID or the instance role)",
-                "password": "SecretKey",
-                "extra": json.dumps(EXTRAS_EXAMPLE, indent=2),
-            },
-        }
+        return legacy_ui_field_behaviour()
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        from airflow_provider_tencent_ci.get_provider_info import legacy_connection_form_widgets
+
+        return legacy_connection_form_widgets()
 
     def test_connection(self) -> tuple[bool, str]:
         """STS GetCallerIdentity: needs no permission, so a key scoped to one bucket passes too. Never raises.
