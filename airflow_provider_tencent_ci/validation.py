@@ -156,5 +156,7 @@ def check_http_url(param: str, value: Any) -> str:
 def require_region(region: str | None) -> str:
     """The region a call needs: the operator's ``region`` or the connection's extra (the one place for the rule)."""
     if not region:
-        raise ParameterValidationError("region", region, "set region or the connection extra 'region'")
+        raise ParameterValidationError(
+            "region", region, "set region (on the operator or hook) or the connection extra 'region', e.g. ap-guangzhou"
+        )
     return region

@@ -28,7 +28,12 @@ from qcloud_cos.cos_comm import format_xml
 
 from airflow_provider_tencent_ci.common.times import ci_time_param
 from airflow_provider_tencent_ci.common.xml import XmlParseError, as_list, parse_xml, unwrap_response
-from airflow_provider_tencent_ci.constants import JOB_LIST_MAX_SIZE, JOB_QUERY_BATCH_DEFAULT
+from airflow_provider_tencent_ci.constants import (
+    AI_QUEUE_TYPE,
+    JOB_LIST_MAX_SIZE,
+    JOB_QUERY_BATCH_DEFAULT,
+    QUEUE_TYPES,
+)
 from airflow_provider_tencent_ci.exceptions import (
     ParameterValidationError,
     TencentCloudError,
@@ -38,11 +43,9 @@ from airflow_provider_tencent_ci.hooks.base import TencentCloudBaseHook
 from airflow_provider_tencent_ci.hooks.cos_base import CosClientHook
 from airflow_provider_tencent_ci.hooks.retry import make_error
 from airflow_provider_tencent_ci.hooks.sessions import http_session
+from airflow_provider_tencent_ci.jobs.ids import JOB_ID_RULE, is_job_id
 from airflow_provider_tencent_ci.validation import check_choice, check_int_range, check_non_empty_str
 
-# Job list queue types (intl 1045/73114); SegmentVideoBody runs on AI Content Recognition, i.e. AIProcess.
-QUEUE_TYPES = ("Transcoding", "Speeching", "PicProcess", "AIProcess", "SpeedTranscoding")
-AI_QUEUE_TYPE = "AIProcess"
 XML_CONTENT_TYPE = "application/xml"
 USER_AGENT = "airflow-provider-tencent-ci"
 # DescribeJobs answers these codes when none of the ids exist (the emulator: NoSuchJob; CI: InvalidJobId).
@@ -226,9 +229,8 @@ def validate_job_ids(job_ids: str | Sequence[str]) -> list[str]:
     if not ids:
         raise ParameterValidationError("job_ids", job_ids, "must name at least one job id")
     for job_id in ids:
-        check_non_empty_str("job_ids", job_id)
-        if "," in job_id or "/" in job_id:
-            raise ParameterValidationError("job_ids", job_id, "a job id cannot contain ',' or '/'")
+        if not is_job_id(job_id):
+            raise ParameterValidationError("job_ids", job_id, JOB_ID_RULE)
     return list(dict.fromkeys(ids))
 
 
