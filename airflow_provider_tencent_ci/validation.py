@@ -134,8 +134,7 @@ def check_key_list(param: str, value: Any) -> list[str]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) == 0:
         raise ParameterValidationError(param, value, "must be a non-empty list of object keys")
     for v in value:
-        if not isinstance(v, str) or not v.strip() or v.endswith("/"):
-            raise ParameterValidationError(param, v, "every entry must be a non-empty object key not ending in '/'")
+        check_object_key(param, v, f"every entry {FOLDER_RULE}")
     return list(value)
 
 

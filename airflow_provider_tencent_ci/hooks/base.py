@@ -187,6 +187,7 @@ class TencentCloudBaseHook(BaseHook):
             # amask_secret: the sync one can deadlock against an in-flight supervisor call in async code.
             await self._amask(cfg.secret_key)
             await self._amask(cfg.token)
+            await self._amask(cfg.console_base_url)
             if self._config is None:
                 self._config = cfg
         assert self._config is not None
@@ -194,9 +195,10 @@ class TencentCloudBaseHook(BaseHook):
 
     def _set_config(self, cfg: ConnectionConfig) -> None:
         quiet_sdk_loggers()
-        # Connection secrets are masked by Airflow already; the extras token is not, so register it here.
+        # Connection secrets are masked by Airflow already; the extras that are secrets are not: register them here.
         self.mask_secret(cfg.secret_key)
         self.mask_secret(cfg.token)
+        self.mask_secret(cfg.console_base_url)  # the emulator view's URL holds its control token
         self._config = cfg
 
     @property

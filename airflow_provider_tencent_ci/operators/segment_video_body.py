@@ -479,7 +479,8 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
 
     def _persist_link(self, context: Context, bucket: str, region: str) -> None:
         try:
-            CIJobLink.persist(context, bucket=bucket, region=region, job_id=self._job_id)
+            view = self._hook().config.console_base_url
+            CIJobLink.persist(context, bucket=bucket, region=region, job_id=self._job_id, console_base_url=view)
         except Exception as err:  # a link must never fail the task
             self.log.debug("Could not persist the CI job link: %s", err)
 

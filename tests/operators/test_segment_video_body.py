@@ -154,7 +154,7 @@ def test_success_returns_jobs_detail(emu: Any, deferrable: bool) -> None:
     assert emu.get_object("examplebucket", "out/person.mp4") is not None
     assert emu.stats.count(operation="CreateJob") == 1
     link = xcom(dr, "svb", key="_link_CIJobLink")
-    assert detail["JobId"] in link and link.startswith("https://console.cloud.tencent.com/ci/")
+    assert link == f"{emu.console_base_url}/jobs/{emu.bucket_name('examplebucket')}/{detail['JobId']}"
     stored = _task_state_job_id(dr)
     if stored is not _NO_STORE:  # Airflow >= 3.3: the job id was persisted right after submit
         assert stored is not None and detail["JobId"] in stored
