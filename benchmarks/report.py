@@ -113,23 +113,47 @@ def _fanin(doc: dict[str, Any], summary: list[list[Any]], findings: list[str], b
             table.append([r.get("mode"), _f(r.get("n")), f"error: {r['error']}", *[""] * 9])
             continue
         rpc = r.get("requests_per_cycle")
-        table.append([
-            r["mode"], _f(r["n"]), _f(rpc) if rpc is not None else "-",
-            _f(r.get("memory_per_trigger_kb"), 1), _f(r.get("gc_objects_per_trigger"), 0),
-            _f(r.get("max_stall_code_s"), 3), _f(max((r.get("gc_max_pause_s_by_phase") or {"-": 0.0}).values()), 3),
-            _f(r.get("max_stall_wall_s"), 3), _f(r.get("create_triggers_s"), 1),
-            _f(r.get("all_events_s"), 1) if "all_events_s" in r else "-",
-            f"{r.get('events', '-')}/{r['n']}" if "events" in r else (
-                f"{r['events_so_far']}/{r['n']} (stopped)" if "events_so_far" in r else "-"),
-            r.get("trigger_error_count", 0),
-        ])
+        table.append(
+            [
+                r["mode"],
+                _f(r["n"]),
+                _f(rpc) if rpc is not None else "-",
+                _f(r.get("memory_per_trigger_kb"), 1),
+                _f(r.get("gc_objects_per_trigger"), 0),
+                _f(r.get("max_stall_code_s"), 3),
+                _f(max((r.get("gc_max_pause_s_by_phase") or {"-": 0.0}).values()), 3),
+                _f(r.get("max_stall_wall_s"), 3),
+                _f(r.get("create_triggers_s"), 1),
+                _f(r.get("all_events_s"), 1) if "all_events_s" in r else "-",
+                f"{r.get('events', '-')}/{r['n']}"
+                if "events" in r
+                else (f"{r['events_so_far']}/{r['n']} (stopped)" if "events_so_far" in r else "-"),
+                r.get("trigger_error_count", 0),
+            ]
+        )
         if r.get("incomplete"):
-            notes.append(f"- {r['mode']} N={r['n']:,}: **incomplete**, {r['incomplete']} (the case's time budget); "
-                         f"DescribeJobs answered by then: {_f(r.get('describe_jobs_so_far'))}, events "
-                         f"{_f(r.get('events_so_far'))}. Figures in its row are those measured until then.")
-    body += _table(["mode", "N", "requests / cycle", "KB / trigger", "GC objects / trigger", "max stall code s",
-                    "max GC pause s", "max stall wall s", "start N triggers s", "all events after finish s",
-                    "events", "errors"], table)
+            notes.append(
+                f"- {r['mode']} N={r['n']:,}: **incomplete**, {r['incomplete']} (the case's time budget); "
+                f"DescribeJobs answered by then: {_f(r.get('describe_jobs_so_far'))}, events "
+                f"{_f(r.get('events_so_far'))}. Figures in its row are those measured until then."
+            )
+    body += _table(
+        [
+            "mode",
+            "N",
+            "requests / cycle",
+            "KB / trigger",
+            "GC objects / trigger",
+            "max stall code s",
+            "max GC pause s",
+            "max stall wall s",
+            "start N triggers s",
+            "all events after finish s",
+            "events",
+            "errors",
+        ],
+        table,
+    )
     if notes:
         body += ["", *notes]
     body += ["", "Stalls by phase (code / GC pause, seconds):", ""]
@@ -138,9 +162,10 @@ def _fanin(doc: dict[str, Any], summary: list[list[Any]], findings: list[str], b
         if "error" in r:
             continue
         code, gcp = r.get("stall_code_s_by_phase", {}), r.get("gc_max_pause_s_by_phase", {})
-        ph_rows.append([r["mode"], _f(r["n"])] + [
-            f"{_f(code.get(ph), 3)} / {_f(gcp.get(ph), 3)}" for ph in ("create", "first_cycle", "steady", "finish")
-        ])
+        ph_rows.append(
+            [r["mode"], _f(r["n"])]
+            + [f"{_f(code.get(ph), 3)} / {_f(gcp.get(ph), 3)}" for ph in ("create", "first_cycle", "steady", "finish")]
+        )
     body += [*_table(["mode", "N", "create", "first cycle", "steady", "finish"], ph_rows), ""]
 
     def row(mode: str, n: int) -> dict[str, Any] | None:
@@ -153,24 +178,41 @@ def _fanin(doc: dict[str, Any], summary: list[list[Any]], findings: list[str], b
         ok = ours["requests_per_cycle"] <= n / 10 if ours else None
         peer_txt = ""
         if peer:
-            peer_txt = f"; peer {_f(peer.get('requests_per_cycle'))}" + (" (incomplete)" if peer.get("incomplete")
-                                                                         else "")
-        summary.append([f"1 fan-in N={n:,}", f"requests per cycle <= N/10 = {n // 10:,} (peer: N)",
-                        f"{_f(ours['requests_per_cycle'])}{peer_txt}" if ours else "n/a", _verdict(ok)])
+            peer_txt = f"; peer {_f(peer.get('requests_per_cycle'))}" + (
+                " (incomplete)" if peer.get("incomplete") else ""
+            )
+        summary.append(
+            [
+                f"1 fan-in N={n:,}",
+                f"requests per cycle <= N/10 = {n // 10:,} (peer: N)",
+                f"{_f(ours['requests_per_cycle'])}{peer_txt}" if ours else "n/a",
+                _verdict(ok),
+            ]
+        )
     if big is not None:
         ours, idle = row("ours", big), row("idle", big)
         if ours:
             kb = ours["memory_per_trigger_kb"]
             net = kb - idle["memory_per_trigger_kb"] if idle else None
-            summary.append([f"1 fan-in N={big:,}", "<= 10 KB memory per waiting trigger",
-                            f"{kb:.1f} KB total; {_f(net)} KB net of Airflow's own per-trigger cost "
-                            f"({_f(idle['memory_per_trigger_kb'] if idle else None)} KB, idle trigger)",
-                            f"{_verdict(kb <= 10)} (total); {_verdict(net <= 10 if net is not None else None)} (net)"])
+            summary.append(
+                [
+                    f"1 fan-in N={big:,}",
+                    "<= 10 KB memory per waiting trigger",
+                    f"{kb:.1f} KB total; {_f(net)} KB net of Airflow's own per-trigger cost "
+                    f"({_f(idle['memory_per_trigger_kb'] if idle else None)} KB, idle trigger)",
+                    f"{_verdict(kb <= 10)} (total); {_verdict(net <= 10 if net is not None else None)} (net)",
+                ]
+            )
             code = ours["max_stall_code_s"]
             gcmax = max((ours.get("gc_max_pause_s_by_phase") or {"-": 0.0}).values())
-            summary.append([f"1 fan-in N={big:,}", "no event-loop stall over 0.2 s",
-                            f"code {code:.3f} s; GC pause {gcmax:.3f} s; wall {ours['max_stall_wall_s']:.3f} s",
-                            f"{_verdict(code <= 0.2)} (code); {_verdict(gcmax <= 0.2)} (GC)"])
+            summary.append(
+                [
+                    f"1 fan-in N={big:,}",
+                    "no event-loop stall over 0.2 s",
+                    f"code {code:.3f} s; GC pause {gcmax:.3f} s; wall {ours['max_stall_wall_s']:.3f} s",
+                    f"{_verdict(code <= 0.2)} (code); {_verdict(gcmax <= 0.2)} (GC)",
+                ]
+            )
             if kb > 10:
                 findings.append(
                     f"- **Memory per waiting trigger (1)**: {kb:.1f} KB at N={big:,}, of which "
@@ -180,7 +222,8 @@ def _fanin(doc: dict[str, Any], summary: list[list[Any]], findings: list[str], b
                     "trigger waits on (`triggers/ci_job.py` `_CIJobTaskTrigger.run`: three deques and an Event, "
                     "about 3 KB). The run loop no longer keeps the last parsed JobsDetail between polls (it did "
                     "before this run: 21.2 KB per trigger then). Remaining fix: a lighter per-trigger mailbox "
-                    "(one `asyncio.Future` re-armed by the poller) instead of a Queue.")
+                    "(one `asyncio.Future` re-armed by the poller) instead of a Queue."
+                )
             if gcmax > 0.2 or code > 0.2:
                 findings.append(
                     f"- **Event-loop stalls (1)**: the longest stall at N={big:,} is "
@@ -190,14 +233,16 @@ def _fanin(doc: dict[str, Any], summary: list[list[Any]], findings: list[str], b
                     f"trigger (idle trigger: {_f(idle.get('gc_objects_per_trigger') if idle else None, 0)}). The "
                     "triggers no longer retain their last poll result (before this run the code stall was 0.285 s); "
                     "what remains is mostly Airflow's own objects: its triggerer does not `gc.freeze()` after start "
-                    "(its DAG processor does), which would remove them from every collection.")
+                    "(its DAG processor does), which would remove them from every collection."
+                )
             if ours.get("create_triggers_s", 0) > 10:
                 findings.append(
                     f"- **Starting {big:,} triggers took {ours['create_triggers_s']:.0f} s** (idle trigger: "
                     f"{_f(idle.get('create_triggers_s') if idle else None)} s): `create_triggers` yields to the loop "
                     "between triggers, and the poller's cycles (XML parsing of 10-job answers, ~1-2 ms of CPU per "
                     "request on the loop thread) run in between; `triggers/poller.py` `JobPoller._run` also rebuilds "
-                    "the full subscriber list (`all_subs`, `min(...)`) on every wake-up, O(N) each.")
+                    "the full subscriber list (`all_subs`, `min(...)`) on every wake-up, O(N) each."
+                )
         peer = row("peer", big)
         if peer and peer.get("incomplete"):
             findings.append(
@@ -206,7 +251,8 @@ def _fanin(doc: dict[str, Any], summary: list[list[Any]], findings: list[str], b
                 f"{_f(peer.get('seconds_in_case'))} s of triggers running, against {big / b.get('interval_s', 5):,.0f}"
                 " needed per second): N requests per interval on one shared httpx client saturate the loop "
                 "(httpcore's pool assignment, see callback finding). Not a provider defect; it is why coalescing "
-                "matters.")
+                "matters."
+            )
         if peer and not peer.get("incomplete"):
             body += [
                 f"Peer at N={big:,}: {_f(peer.get('requests_per_cycle'))} requests per {b.get('interval_s')} s poll "
@@ -241,23 +287,51 @@ def _callback(doc: dict[str, Any], summary: list[list[Any]], findings: list[str]
             table.append([r.get("mode"), _f(r.get("n")), f"error: {r['error']}"] + [""] * 8)
             continue
         lat = r.get("latency_yield", {})
-        table.append([
-            r["mode"], _f(r["n"]), _f(r.get("finished_jobs")), _f(r.get("finish_rate_per_s")),
-            _f(lat.get("p50_ms")), _f(lat.get("p90_ms")), _f(lat.get("p99_ms")), _f(lat.get("max_ms")),
-            f"{r.get('events')}/{r.get('finished_jobs')}",
-            _f(r.get("confirm_requests") if r["mode"] == "callback" else r.get("poll_requests_during_finish")),
-            _f(r.get("max_stall_code_s"), 3),
-        ])
-    body += [*_table(["mode", "N waiting", "finished", "rate /s", "p50 ms", "p90 ms", "p99 ms", "max ms", "events",
-                      "DescribeJobs during finish", "max stall code s"], table), ""]
+        table.append(
+            [
+                r["mode"],
+                _f(r["n"]),
+                _f(r.get("finished_jobs")),
+                _f(r.get("finish_rate_per_s")),
+                _f(lat.get("p50_ms")),
+                _f(lat.get("p90_ms")),
+                _f(lat.get("p99_ms")),
+                _f(lat.get("max_ms")),
+                f"{r.get('events')}/{r.get('finished_jobs')}",
+                _f(r.get("confirm_requests") if r["mode"] == "callback" else r.get("poll_requests_during_finish")),
+                _f(r.get("max_stall_code_s"), 3),
+            ]
+        )
+    body += [
+        *_table(
+            [
+                "mode",
+                "N waiting",
+                "finished",
+                "rate /s",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "max ms",
+                "events",
+                "DescribeJobs during finish",
+                "max stall code s",
+            ],
+            table,
+        ),
+        "",
+    ]
     poll = next((r for r in rows if r.get("mode") == "polling" and "error" not in r), None)
     if poll:
         e = poll["expected_wait_s"]
         lat = poll["latency_yield"]
-        body += [f"Polling at the default interval ({poll['poll_interval_s']:.0f} s): expected wait mean "
-                 f"{e['mean']:.0f} s, "
-                 f"p99 {e['p99']:.1f} s, max {e['max']:.0f} s; measured p50 {_f((lat.get('p50_ms') or 0) / 1000)} s, "
-                 f"p99 {_f((lat.get('p99_ms') or 0) / 1000)} s.", ""]
+        body += [
+            f"Polling at the default interval ({poll['poll_interval_s']:.0f} s): expected wait mean "
+            f"{e['mean']:.0f} s, "
+            f"p99 {e['p99']:.1f} s, max {e['max']:.0f} s; measured p50 {_f((lat.get('p50_ms') or 0) / 1000)} s, "
+            f"p99 {_f((lat.get('p99_ms') or 0) / 1000)} s.",
+            "",
+        ]
     rate = b.get("rate_per_s")
     cbs = [r for r in rows if r.get("mode") == "callback" and "error" not in r]
     main = [r for r in cbs if r.get("finish_rate_per_s") == rate]
@@ -269,14 +343,23 @@ def _callback(doc: dict[str, Any], summary: list[list[Any]], findings: list[str]
         if poll:
             ratio = (poll["latency_yield"].get("p50_ms") or 0) / p50 if p50 else None
             poll_txt = f"; polling peer p50 {_f((poll['latency_yield'].get('p50_ms') or 0) / 1000)} s" + (
-                f" ({ratio:,.0f}x)" if ratio else "")
-        summary.append([f"2 callback N={r['n']:,}", "p99 <= 100 ms" + (" (target at 10,000)" if target else ""),
-                        f"p50 {_f(p50)} ms, p99 {_f(p99)} ms at {rate:.0f} callbacks/s{poll_txt}",
-                        _verdict(p99 is not None and p99 <= 100) if target else "(informative)"])
+                f" ({ratio:,.0f}x)" if ratio else ""
+            )
+        summary.append(
+            [
+                f"2 callback N={r['n']:,}",
+                "p99 <= 100 ms" + (" (target at 10,000)" if target else ""),
+                f"p50 {_f(p50)} ms, p99 {_f(p99)} ms at {rate:.0f} callbacks/s{poll_txt}",
+                _verdict(p99 is not None and p99 <= 100) if target else "(informative)",
+            ]
+        )
     cap = [r for r in cbs if r.get("finish_rate_per_s") != rate]
     for r in cap:
-        body += [f"Capacity probe: {r['finish_rate_per_s']:.0f} callbacks/s with N={r['n']:,}: p50 "
-                 f"{_f(r['latency_yield'].get('p50_ms'))} ms, p99 {_f(r['latency_yield'].get('p99_ms'))} ms.", ""]
+        body += [
+            f"Capacity probe: {r['finish_rate_per_s']:.0f} callbacks/s with N={r['n']:,}: p50 "
+            f"{_f(r['latency_yield'].get('p50_ms'))} ms, p99 {_f(r['latency_yield'].get('p99_ms'))} ms.",
+            "",
+        ]
     slow = [r for r in cbs if (r["latency_yield"].get("p99_ms") or 0) > 100]
     if slow:
         worst = max(slow, key=lambda r: r["latency_yield"].get("p99_ms") or 0)
@@ -293,7 +376,8 @@ def _callback(doc: dict[str, Any], summary: list[list[Any]], findings: list[str]
             "`AsyncConnectionPool._assign_requests_to_connections`: 21 s of CPU in a profile of 1,000 callbacks at "
             f"300/s)). Here the worst row's longest code stall was {_f(worst.get('max_stall_code_s'), 3)} s; when "
             "such a pile-up starts (an earlier run of this benchmark at 100/s, N=10,000, after a 1.4 s GC pause) "
-            "the loop stalled for seconds: that pile-up is what the batching and the bound now prevent.")
+            "the loop stalled for seconds: that pile-up is what the batching and the bound now prevent."
+        )
 
 
 # -- 3 -----------------------------------------------------------------------------------------------------------
@@ -317,27 +401,73 @@ def _batch(doc: dict[str, Any], summary: list[list[Any]], findings: list[str], b
     ]
     table = []
     for r in b["rows"]:
-        table.append([
-            r["label"], r.get("max_concurrency"), r.get("if_exists"), _f(r.get("images_per_s")),
-            _f(r.get("ceiling_images_per_s")), _f((r.get("fraction_of_ceiling") or 0) * 100, 0, " %")
-            if r.get("fraction_of_ceiling") is not None else "-",
-            ", ".join(f"{k} {v}" for k, v in (r.get("calls") or {}).items() if v),
-            _f(r.get("client_cpu_ms_per_image"), 2), _f(r.get("emulator_cpu_ms_per_image"), 2),
-            f"{_f(r.get('speedup_vs_sdk_loop'))}x",
-        ])
-    table.append([peer["label"], 1, "-", _f(peer["images_per_s"], 2), _f(peer["ceiling_images_per_s"]),
-                  _f(peer["images_per_s"] / peer["ceiling_images_per_s"] * 100, 0, " %"),
-                  f"ImageProcess {peer['calls'].get('ImageProcess')}", "-", "-", "1x"])
-    body += [*_table(["case", "max_concurrency", "if_exists", "images/s", "ceiling", "of ceiling", "calls",
-                      "client CPU ms/image", "emulator CPU ms/image", "vs SDK loop"], table), ""]
+        table.append(
+            [
+                r["label"],
+                r.get("max_concurrency"),
+                r.get("if_exists"),
+                _f(r.get("images_per_s")),
+                _f(r.get("ceiling_images_per_s")),
+                _f((r.get("fraction_of_ceiling") or 0) * 100, 0, " %")
+                if r.get("fraction_of_ceiling") is not None
+                else "-",
+                ", ".join(f"{k} {v}" for k, v in (r.get("calls") or {}).items() if v),
+                _f(r.get("client_cpu_ms_per_image"), 2),
+                _f(r.get("emulator_cpu_ms_per_image"), 2),
+                f"{_f(r.get('speedup_vs_sdk_loop'))}x",
+            ]
+        )
+    table.append(
+        [
+            peer["label"],
+            1,
+            "-",
+            _f(peer["images_per_s"], 2),
+            _f(peer["ceiling_images_per_s"]),
+            _f(peer["images_per_s"] / peer["ceiling_images_per_s"] * 100, 0, " %"),
+            f"ImageProcess {peer['calls'].get('ImageProcess')}",
+            "-",
+            "-",
+            "1x",
+        ]
+    )
+    body += [
+        *_table(
+            [
+                "case",
+                "max_concurrency",
+                "if_exists",
+                "images/s",
+                "ceiling",
+                "of ceiling",
+                "calls",
+                "client CPU ms/image",
+                "emulator CPU ms/image",
+                "vs SDK loop",
+            ],
+            table,
+        ),
+        "",
+    ]
     c32 = next((r for r in b["rows"] if r["label"] == "keys-c32"), None)
     if c32:
         frac = c32["fraction_of_ceiling"]
-        summary.append(["3 batch", ">= 90 % of the ceiling at max_concurrency 32",
-                        f"{frac * 100:.0f} % ({c32['images_per_s']:.0f} of {c32['ceiling_images_per_s']:.0f} images/s)",
-                        _verdict(frac >= 0.9)])
-        summary.append(["3 batch", ">= 25x the sequential SDK loop (at 32)", f"{c32['speedup_vs_sdk_loop']:.1f}x",
-                        _verdict(c32["speedup_vs_sdk_loop"] >= 25)])
+        summary.append(
+            [
+                "3 batch",
+                ">= 90 % of the ceiling at max_concurrency 32",
+                f"{frac * 100:.0f} % ({c32['images_per_s']:.0f} of {c32['ceiling_images_per_s']:.0f} images/s)",
+                _verdict(frac >= 0.9),
+            ]
+        )
+        summary.append(
+            [
+                "3 batch",
+                ">= 25x the sequential SDK loop (at 32)",
+                f"{c32['speedup_vs_sdk_loop']:.1f}x",
+                _verdict(c32["speedup_vs_sdk_loop"] >= 25),
+            ]
+        )
         if frac < 0.9:
             cpu = c32.get("client_cpu_ms_per_image") or 0
             findings.append(
@@ -351,12 +481,16 @@ def _batch(doc: dict[str, Any], summary: list[list[Any]], findings: list[str], b
                 "signing, urllib3), and ~0.2-0.45 ms per request in requests' `merge_environment_settings` "
                 "(proxy lookup in the environment, `trust_env`). That lookup is kept on purpose: `trust_env=False` "
                 "would also ignore `REQUESTS_CA_BUNDLE`, which users behind TLS-intercepting proxies need. The "
-                "rest of the per-call cost is the SDK's, and more threads only add GIL contention (see 64).")
+                "rest of the per-call cost is the SDK's, and more threads only add GIL contention (see 64)."
+            )
     skip = next((r for r in b["rows"] if r["label"] == "keys-c32-skip-first-run"), None)
     if skip:
-        body += [f"With the batch default `if_exists=skip` every image costs a HEAD before the process call "
-                 f"({skip.get('calls_per_image')} calls per image): {skip['images_per_s']:.0f} images/s on a first "
-                 "run; a rerun pays for no processing at all (HEADs only).", ""]
+        body += [
+            f"With the batch default `if_exists=skip` every image costs a HEAD before the process call "
+            f"({skip.get('calls_per_image')} calls per image): {skip['images_per_s']:.0f} images/s on a first "
+            "run; a rerun pays for no processing at all (HEADs only).",
+            "",
+        ]
 
 
 # -- 4 -----------------------------------------------------------------------------------------------------------
@@ -377,33 +511,78 @@ def _parse(doc: dict[str, Any], summary: list[list[Any]], findings: list[str], b
         f"Amazon provider only). {o['runs']} runs each, alternating; medians.",
         "",
     ]
-    table = [["ours (tencent_dag.py)", _f(o["dag_cpu_ms_median"]), _f(o["dag_wall_ms_median"]),
-              _f(o["dag_modules_loaded"]), ", ".join(o["dag_watched_modules_imported"]) or "none",
-              ", ".join(o["bare_watched_modules_imported"]) or "none"]]
+    table = [
+        [
+            "ours (tencent_dag.py)",
+            _f(o["dag_cpu_ms_median"]),
+            _f(o["dag_wall_ms_median"]),
+            _f(o["dag_modules_loaded"]),
+            ", ".join(o["dag_watched_modules_imported"]) or "none",
+            ", ".join(o["bare_watched_modules_imported"]) or "none",
+        ]
+    ]
     if a:
-        table.append(["Amazon S3 + Glue (amazon_dag.py)", _f(a["dag_cpu_ms_median"]), _f(a["dag_wall_ms_median"]),
-                      _f(a["dag_modules_loaded"]), ", ".join(a["dag_watched_modules_imported"]) or "none",
-                      ", ".join(a["bare_watched_modules_imported"]) or "none"])
-    body += _table(["DAG file", "CPU ms (median)", "wall ms (median)", "modules imported",
-                    "SDK/HTTP/image modules it imports", "already imported by a bare DAG"], table)
-    body += ["", f"All runs (CPU ms): ours {o['dag_cpu_ms_all']}" + (f"; Amazon {a['dag_cpu_ms_all']}" if a else "")
-             + ".", ""]
+        table.append(
+            [
+                "Amazon S3 + Glue (amazon_dag.py)",
+                _f(a["dag_cpu_ms_median"]),
+                _f(a["dag_wall_ms_median"]),
+                _f(a["dag_modules_loaded"]),
+                ", ".join(a["dag_watched_modules_imported"]) or "none",
+                ", ".join(a["bare_watched_modules_imported"]) or "none",
+            ]
+        )
+    body += _table(
+        [
+            "DAG file",
+            "CPU ms (median)",
+            "wall ms (median)",
+            "modules imported",
+            "SDK/HTTP/image modules it imports",
+            "already imported by a bare DAG",
+        ],
+        table,
+    )
+    body += [
+        "",
+        f"All runs (CPU ms): ours {o['dag_cpu_ms_all']}" + (f"; Amazon {a['dag_cpu_ms_all']}" if a else "") + ".",
+        "",
+    ]
     if a:
         versions = b.get("amazon_versions", {})
         body += [f"Versions: {versions}.", ""]
         ratio = b["ratio_cpu"]
-        summary.append(["4 parse", "<= 0.5x Amazon's (S3 + Glue)",
-                        f"{ratio:.2f}x CPU ({o['dag_cpu_ms_median']:.0f} vs {a['dag_cpu_ms_median']:.0f} ms); "
-                        f"{b['ratio_wall']:.2f}x wall", _verdict(ratio <= 0.5)])
+        summary.append(
+            [
+                "4 parse",
+                "<= 0.5x Amazon's (S3 + Glue)",
+                f"{ratio:.2f}x CPU ({o['dag_cpu_ms_median']:.0f} vs {a['dag_cpu_ms_median']:.0f} ms); "
+                f"{b['ratio_wall']:.2f}x wall",
+                _verdict(ratio <= 0.5),
+            ]
+        )
         if ratio > 0.5:
             findings.append(
                 f"- **Parse cost (4)**: {ratio:.2f}x Amazon's. Modules the DAG file imports: "
-                f"{len(o['provider_modules'])} provider modules ({', '.join(o['provider_modules'])}).")
+                f"{len(o['provider_modules'])} provider modules ({', '.join(o['provider_modules'])})."
+            )
     else:
-        summary.append(["4 parse", "<= 0.5x Amazon's", f"ours {o['dag_cpu_ms_median']:.0f} ms; Amazon not measured "
-                        f"({b.get('amazon_missing')})", "n/a"])
+        summary.append(
+            [
+                "4 parse",
+                "<= 0.5x Amazon's",
+                f"ours {o['dag_cpu_ms_median']:.0f} ms; Amazon not measured ({b.get('amazon_missing')})",
+                "n/a",
+            ]
+        )
     watched = o["dag_watched_modules_imported"]
-    summary.append(["4 parse", "no SDK module (qcloud_cos, tencentcloud, PIL, httpx client) imported at parse time",
-                    "none" if not watched else ", ".join(watched), _verdict(not watched)])
+    summary.append(
+        [
+            "4 parse",
+            "no SDK module (qcloud_cos, tencentcloud, PIL, httpx client) imported at parse time",
+            "none" if not watched else ", ".join(watched),
+            _verdict(not watched),
+        ]
+    )
     if watched:
         findings.append(f"- **Parse-time imports (4)**: the DAG file imports {', '.join(watched)}.")

@@ -45,7 +45,7 @@ def run_one(name: str, extra: list[str], log_dir: str) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_MARK):
-            result: dict[str, Any] = json.loads(line[len(RESULT_MARK):])
+            result: dict[str, Any] = json.loads(line[len(RESULT_MARK) :])
             result["wall_s"] = round(wall, 1)
             log(f"== {name}: done in {wall:.0f}s")
             return result
@@ -72,8 +72,9 @@ def main() -> None:
         extra = ["--amazon-python", args.amazon_python] if name == "parse" else []
         results[name] = run_one(name, extra, log_dir)
     total = time.perf_counter() - t0
-    command = "make bench" if os.environ.get("MAKELEVEL") else " ".join([os.path.relpath(sys.executable, ROOT),
-                                                                         *sys.argv])
+    command = (
+        "make bench" if os.environ.get("MAKELEVEL") else " ".join([os.path.relpath(sys.executable, ROOT), *sys.argv])
+    )
     doc = {
         "date_utc": started.isoformat(timespec="seconds"),
         "command": command,

@@ -122,6 +122,7 @@ with DAG(
     @task(retries=0)
     def report(beauty_docs: Any, matting_docs: Any, part_docs: Any) -> list[dict[str, Any]]:
         """One line per portrait: where its original, beauty, matting and segmentation results are."""
+
         def by_stem(docs: Any, field: str) -> dict[str, str]:
             out = {}
             for d in docs if isinstance(docs, list) else [docs]:

@@ -41,8 +41,9 @@ def emu(tencent_conn: Any) -> Any:
 
 
 def _kill_after_create(emu: Any) -> None:
-    child = subprocess.Popen([sys.executable, "-c", _CHILD], env=dict(os.environ), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD], env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 60
         while emu.stats.count(operation="CreateJob") < 1:
