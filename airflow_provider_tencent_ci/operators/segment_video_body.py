@@ -440,7 +440,7 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
                     next_token=next_token,
                     order_by_time="Desc",
                     queue_type=AI_QUEUE_TYPE,
-                    input_object=self.input_object,  # the key submitted as Input.Object
+                    input_object=self._input_filter(),
                 )
                 for job in page.jobs:
                     if job_idempotency_key(job) == idem:
@@ -467,6 +467,15 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
         if failed:
             self.log.info("Earlier CI job(s) %s of this task ended Failed/Cancel: submitting anew", failed)
         return None
+
+    def _input_filter(self) -> str | None:
+        """The list query's ``inputObject``: the key submitted as Input.Object.
+
+        A key given with a leading '/' is sent unfiltered: CI documents an exact match but not whether it compares
+        with the key as given or as stored (COS keys drop the '/'; the emulator stores it so), and a filter that
+        missed the earlier job would pay twice.
+        """
+        return None if self.input_object.startswith("/") else self.input_object
 
     def _output_exists(self, job: Mapping[str, Any], output_bucket: str, output_region: str) -> bool:
         operation = job.get("Operation") if isinstance(job.get("Operation"), Mapping) else {}

@@ -140,3 +140,11 @@ def test_failed_output_check_of_a_succeeded_job_submits_nothing(emu: Any, monkey
         emu.set_faults(None)
     assert emu.stats.count(operation="HeadObject") == FAST_RETRY["max_attempts"]
     assert emu.stats.count(operation="CreateJob") == 1  # "could not check" never means "the output is gone"
+
+
+def test_a_leading_slash_key_is_looked_up_without_the_input_filter(emu: Any) -> None:
+    first = _op(input_object=f"/{INPUT}", deferrable=False, wait_for_completion=False).execute(ctx(FakeTI()))
+    again = _op(input_object=f"/{INPUT}", deferrable=False, wait_for_completion=False).execute(ctx(FakeTI()))
+    assert again["JobId"] == first["JobId"] and emu.stats.count(operation="CreateJob") == 1
+    lookups = emu.stats.queries(operation="ListJobs")
+    assert len(lookups) == 2 and all("inputObject" not in q and q["queueType"] == "AIProcess" for q in lookups)
