@@ -48,6 +48,13 @@ class Case:
 
 
 DROP = object()  # an override value that removes the argument from the base
+# BDA with a local source file and a local output (the file comes from the case's ``files``).
+BDA_LOCAL_SOURCE = {
+    "source_key": DROP,
+    "bucket": DROP,
+    "portrait_output_key": DROP,
+    "portrait_output_path": "/tmp/out-{stem}.png",
+}
 
 TABLE: list[Case] = [
     # -- image operators: sources, outputs, batch settings (shared) ---------------------------------------------
@@ -214,12 +221,7 @@ TABLE: list[Case] = [
     Case(
         ("SegmentPortraitPartsOperator",),
         "source_path",
-        {
-            "source_key": DROP,
-            "bucket": DROP,
-            "portrait_output_key": DROP,
-            "portrait_output_path": "/tmp/out-{stem}.png",
-        },
+        BDA_LOCAL_SOURCE,
         "PNG/JPG/JPEG/BMP, not GIF",
         "execute",
         {"source_path": "gif"},
@@ -227,12 +229,7 @@ TABLE: list[Case] = [
     Case(
         ("SegmentPortraitPartsOperator",),
         "source_path",
-        {
-            "source_key": DROP,
-            "bucket": DROP,
-            "portrait_output_key": DROP,
-            "portrait_output_path": "/tmp/out-{stem}.png",
-        },
+        BDA_LOCAL_SOURCE,
         "width and height < 2000 (or auto_resize)",
         "execute",
         {"source_path": "wide_png"},
@@ -240,12 +237,7 @@ TABLE: list[Case] = [
     Case(
         ("SegmentPortraitPartsOperator",),
         "source_path",
-        {
-            "source_key": DROP,
-            "bucket": DROP,
-            "portrait_output_key": DROP,
-            "portrait_output_path": "/tmp/out-{stem}.png",
-        },
+        BDA_LOCAL_SOURCE,
         "base64 <= 5 MiB (or auto_resize)",
         "execute",
         {"source_path": "heavy_bmp"},
@@ -253,12 +245,7 @@ TABLE: list[Case] = [
     Case(
         ("SegmentPortraitPartsOperator",),
         "source_path",
-        {
-            "source_key": DROP,
-            "bucket": DROP,
-            "portrait_output_key": DROP,
-            "portrait_output_path": "/tmp/out-{stem}.png",
-        },
+        BDA_LOCAL_SOURCE,
         "a decodable image",
         "execute",
         {"source_path": "garbage"},
