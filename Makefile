@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+LINT_PATHS := airflow_provider_tencent_ci tests example_dags benchmarks demo
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check airflow_provider_tencent_ci tests example_dags benchmarks demo
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy airflow_provider_tencent_ci

@@ -80,6 +80,9 @@ JOB_TERMINAL_STATES = JOB_FAILED_STATES | {JobState.SUCCESS.value}
 
 # SegmentVideoBody
 SEGMENT_VIDEO_BODY_TAG = "SegmentVideoBody"
+# Job list queue types (intl 1045/73114); SegmentVideoBody runs on AI Content Recognition, i.e. AIProcess.
+QUEUE_TYPES = ("Transcoding", "Speeching", "PicProcess", "AIProcess", "SpeedTranscoding")
+AI_QUEUE_TYPE = "AIProcess"
 SVB_MODES = ("Mask", "Foreground", "Combination")
 SVB_SEGMENT_TYPES = ("HumanSeg", "GreenScreenSeg", "SolidColorSeg")
 SVB_COLOR_MIN = 0

@@ -170,9 +170,7 @@ class ParameterValidationError(ValueError, AirflowFailException):
         return (type(self), (self.param, self.value, self.rule))
 
 
-def classify(
-    code: str | None, status_code: int | None
-) -> type[TencentCloudError]:
+def classify(code: str | None, status_code: int | None) -> type[TencentCloudError]:
     """Map a service error code and HTTP status to the exception class (the one error table)."""
     if code in THROTTLING_CODES or (code or "").startswith("RequestLimitExceeded") or status_code == 429:
         return TencentCloudThrottlingError

@@ -134,8 +134,7 @@ def check_key_list(param: str, value: Any) -> list[str]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) == 0:
         raise ParameterValidationError(param, value, "must be a non-empty list of object keys")
     for v in value:
-        if not isinstance(v, str) or not v.strip() or v.endswith("/"):
-            raise ParameterValidationError(param, v, "every entry must be a non-empty object key not ending in '/'")
+        check_object_key(param, v, f"every entry {FOLDER_RULE}")
     return list(value)
 
 
@@ -156,5 +155,7 @@ def check_http_url(param: str, value: Any) -> str:
 def require_region(region: str | None) -> str:
     """The region a call needs: the operator's ``region`` or the connection's extra (the one place for the rule)."""
     if not region:
-        raise ParameterValidationError("region", region, "set region or the connection extra 'region'")
+        raise ParameterValidationError(
+            "region", region, "set region (on the operator or hook) or the connection extra 'region', e.g. ap-guangzhou"
+        )
     return region

@@ -83,8 +83,13 @@ def _sdk_loop(emu: Any, keys: list[str], out: str) -> float:
 
     info = emu.info
     client = CosS3Client(
-        CosConfig(Region=info["region"], SecretId=info["secret_id"], SecretKey=info["secret_key"], Scheme="http",
-                  Proxies={"http": info["url"], "https": info["url"]}),
+        CosConfig(
+            Region=info["region"],
+            SecretId=info["secret_id"],
+            SecretKey=info["secret_key"],
+            Scheme="http",
+            Proxies={"http": info["url"], "https": info["url"]},
+        ),
         retry=1,
     )
     t0 = time.perf_counter()
@@ -121,8 +126,9 @@ def main() -> None:
             emu.call("stats_reset")
             out = f"out/{label}/"
             cpu0, ecpu0 = time.process_time(), _proc_cpu(emu.proc.pid)
-            docs, secs = _run_operator(keys if source == "keys" else None, "in/" if source == "prefix" else None,
-                                       concurrency, out, if_exists)
+            docs, secs = _run_operator(
+                keys if source == "keys" else None, "in/" if source == "prefix" else None, concurrency, out, if_exists
+            )
             cpu1, ecpu1 = time.process_time(), _proc_cpu(emu.proc.pid)
             counts = {op: emu.call("stats_count", op) for op in ops}
             processed = sum(1 for d in docs if d.get("status") == "processed")
@@ -160,12 +166,19 @@ def main() -> None:
         # The same again: every output exists now, so a rerun only checks (HEADs) and pays for nothing.
         emu.call("stats_reset")
         docs, secs = _run_operator(keys, None, 32, "out/keys-c32-skip-first-run/", "skip")
-        rows.append({
-            "label": "keys-c32-skip-rerun", "source": "keys", "if_exists": "skip", "max_concurrency": 32,
-            "images": len(docs), "skipped": sum(1 for d in docs if d.get("status") == "skipped"),
-            "seconds": round(secs, 3), "images_per_s": round(len(docs) / secs, 1),
-            "calls": {op: emu.call("stats_count", op) for op in ops},
-        })
+        rows.append(
+            {
+                "label": "keys-c32-skip-rerun",
+                "source": "keys",
+                "if_exists": "skip",
+                "max_concurrency": 32,
+                "images": len(docs),
+                "skipped": sum(1 for d in docs if d.get("status") == "skipped"),
+                "seconds": round(secs, 3),
+                "images_per_s": round(len(docs) / secs, 1),
+                "calls": {op: emu.call("stats_count", op) for op in ops},
+            }
+        )
 
         peer_keys = keys[: args.peer_images]
         emu.call("stats_reset")

@@ -103,8 +103,11 @@ def run_case(mode: str, n: int, rate: float, interval: float | None, finish: int
         emu.call("put_object", BUCKET, INPUT_KEY, b"a tiny stand-in for a video")
         emu.call("set_job_timing", 0.0, 3600.0)
         nonces = [callback_listener.new_nonce() for _ in range(n)]
-        callback = (lambda i: callback_listener.callback_url(callback_listener.token_for_nonce(nonces[i]))) if (
-            mode == "callback") else None
+        callback = (
+            (lambda i: callback_listener.callback_url(callback_listener.token_for_nonce(nonces[i])))
+            if (mode == "callback")
+            else None
+        )
         ids, seed_s = create_jobs_sync(emu.info, BUCKET, n, INPUT_KEY, callback_for=callback, concurrency=8)
         log(f"{mode} N={n}: {len(ids)} jobs created in {seed_s:.1f}s")
         emu.export_connection()
@@ -114,7 +117,13 @@ def run_case(mode: str, n: int, rate: float, interval: float | None, finish: int
 
 
 async def _measure(
-    emu: Any, mode: str, ids: list[str], nonces: list[str], rate: float, interval: float | None, seed_s: float,
+    emu: Any,
+    mode: str,
+    ids: list[str],
+    nonces: list[str],
+    rate: float,
+    interval: float | None,
+    seed_s: float,
     finish: int,
 ) -> dict[str, Any]:
     from triggerer import Watchdog, encrypted_workloads, failed_tasks, new_runner, start_triggers, stop_triggers
@@ -201,8 +210,12 @@ async def _measure(
         result["confirm_requests"] = await ecall("stats_count", "DescribeJobs")
         result["listener_responses"] = dict(callback_listener.get_listener().responses)
     else:
-        result["expected_wait_s"] = {"mean": poll_interval / 2, "p50": poll_interval / 2,
-                                     "p99": round(poll_interval * 0.99, 2), "max": poll_interval}
+        result["expected_wait_s"] = {
+            "mean": poll_interval / 2,
+            "p50": poll_interval / 2,
+            "p99": round(poll_interval * 0.99, 2),
+            "max": poll_interval,
+        }
         result["latency_yield"] = _latency_stats(forced, yielded)
         result["poll_requests_during_finish"] = await ecall("stats_count", "DescribeJobs")
     errors = failed_tasks(runner)
@@ -220,10 +233,17 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=float(os.environ.get("BENCH_CALLBACK_RATE", "100")))
     p.add_argument("--peer-n", default=os.environ.get("BENCH_CALLBACK_PEER_N", "1000"))
     p.add_argument("--peer-interval", default=os.environ.get("BENCH_CALLBACK_PEER_INTERVAL", "default"))
-    p.add_argument("--finish", type=int, default=int(os.environ.get("BENCH_CALLBACK_FINISH", "2000")),
-                   help="how many of the N waiting jobs finish during the measurement (0: all)")
-    p.add_argument("--capacity-rates", default=os.environ.get("BENCH_CALLBACK_CAPACITY_RATES", "300"),
-                   help="extra N=1,000 runs at these callback rates, to show where the process saturates")
+    p.add_argument(
+        "--finish",
+        type=int,
+        default=int(os.environ.get("BENCH_CALLBACK_FINISH", "2000")),
+        help="how many of the N waiting jobs finish during the measurement (0: all)",
+    )
+    p.add_argument(
+        "--capacity-rates",
+        default=os.environ.get("BENCH_CALLBACK_CAPACITY_RATES", "300"),
+        help="extra N=1,000 runs at these callback rates, to show where the process saturates",
+    )
     p.add_argument("--case", default=None, help="internal: mode:n:rate")
     args = p.parse_args()
     peer_interval = None if args.peer_interval == "default" else float(args.peer_interval)
@@ -237,20 +257,32 @@ def main() -> None:
     cases += [("polling", n, 0.0) for n in int_list(args.peer_n)]
     for mode, n, rate in cases:
         log(f"bench 2: {mode} N={n} rate={rate}")
-        cmd = [sys.executable, os.path.abspath(__file__), "--case", f"{mode}:{n}:{rate}", "--peer-interval",
-               args.peer_interval, "--finish", str(args.finish)]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--case",
+            f"{mode}:{n}:{rate}",
+            "--peer-interval",
+            args.peer_interval,
+            "--finish",
+            str(args.finish),
+        ]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=900)
-        row: dict[str, Any] = {"mode": mode, "n": n, "rate": rate, "error": f"exit {proc.returncode}",
-                               "stdout_tail": proc.stdout[-2000:]}
+        row: dict[str, Any] = {
+            "mode": mode,
+            "n": n,
+            "rate": rate,
+            "error": f"exit {proc.returncode}",
+            "stdout_tail": proc.stdout[-2000:],
+        }
         for line in reversed(proc.stdout.splitlines()):
             if line.startswith("BENCH-RESULT "):
-                row = json.loads(line[len("BENCH-RESULT "):])
+                row = json.loads(line[len("BENCH-RESULT ") :])
                 break
         row["case_wall_s"] = round(time.perf_counter() - t0, 1)
         rows.append(row)
-    emit({"benchmark": "callback", "rate_per_s": args.rate, "finish": args.finish, "rows": rows,
-          "machine": machine()})
+    emit({"benchmark": "callback", "rate_per_s": args.rate, "finish": args.finish, "rows": rows, "machine": machine()})
 
 
 if __name__ == "__main__":

@@ -175,20 +175,22 @@ async def _measure(emu: Any, mode: str, ids: list[str], interval: float, cycles:
         for st in stats[:25]:
             log(f"  {st.size_diff / n:8.1f} B/trigger  {st.count_diff / n:6.2f} blocks  {st.traceback}")
     errors = failed_tasks(runner)
-    result.update({
-        "create_triggers_s": round(create_s, 3),
-        "first_cycle_s": round(first_cycle_s, 3),
-        "first_cycle_complete": ok,
-        "rss_before_mb": round(rss0 / 2**20, 1),
-        "rss_waiting_mb": round(rss1 / 2**20, 1),
-        "memory_per_trigger_kb": round((rss1 - rss0) / n / 1024, 2),
-        # Objects the garbage collector tracks: every full collection walks all of them (the stall figures).
-        "gc_objects_per_trigger": round((sum(types1.values()) - sum(types0.values())) / n, 1),
-        "gc_objects_top_types_per_trigger": {
-            t: round((types1[t] - types0.get(t, 0)) / n, 2)
-            for t in sorted(types1, key=lambda t: types0.get(t, 0) - types1[t])[:10]
-        },
-    })
+    result.update(
+        {
+            "create_triggers_s": round(create_s, 3),
+            "first_cycle_s": round(first_cycle_s, 3),
+            "first_cycle_complete": ok,
+            "rss_before_mb": round(rss0 / 2**20, 1),
+            "rss_waiting_mb": round(rss1 / 2**20, 1),
+            "memory_per_trigger_kb": round((rss1 - rss0) / n / 1024, 2),
+            # Objects the garbage collector tracks: every full collection walks all of them (the stall figures).
+            "gc_objects_per_trigger": round((sum(types1.values()) - sum(types0.values())) / n, 1),
+            "gc_objects_top_types_per_trigger": {
+                t: round((types1[t] - types0.get(t, 0)) / n, 2)
+                for t in sorted(types1, key=lambda t: types0.get(t, 0) - types1[t])[:10]
+            },
+        }
+    )
     if mode == "idle":
         stop_monitor.set()
         await watchdog.stop()
@@ -302,8 +304,12 @@ def main() -> None:
     p.add_argument("--peer-n", default=os.environ.get("BENCH_FANIN_PEER_N", ""))
     p.add_argument("--interval", type=float, default=float(os.environ.get("BENCH_FANIN_INTERVAL", "5")))
     p.add_argument("--cycles", type=int, default=int(os.environ.get("BENCH_FANIN_CYCLES", "2")))
-    p.add_argument("--case-timeout", type=float, default=float(os.environ.get("BENCH_FANIN_CASE_TIMEOUT", "150")),
-                   help="seconds a case may take (a peer that saturates its loop is stopped and reported as such)")
+    p.add_argument(
+        "--case-timeout",
+        type=float,
+        default=float(os.environ.get("BENCH_FANIN_CASE_TIMEOUT", "150")),
+        help="seconds a case may take (a peer that saturates its loop is stopped and reported as such)",
+    )
     p.add_argument("--case", default=None, help="internal: mode:n")
     args = p.parse_args()
     if args.case:
@@ -318,13 +324,20 @@ def main() -> None:
         log(f"bench 1: {mode} N={n}")
         timeout = args.case_timeout if mode == "peer" else max(args.case_timeout, 480)
         rows.append(_subprocess_case(mode, n, args.interval, args.cycles, timeout))
-    emit({"benchmark": "fanin", "interval_s": args.interval, "cycles": args.cycles, "rows": rows,
-          "machine": machine()})
+    emit({"benchmark": "fanin", "interval_s": args.interval, "cycles": args.cycles, "rows": rows, "machine": machine()})
 
 
 def _subprocess_case(mode: str, n: int, interval: float, cycles: int, timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--case", f"{mode}:{n}", "--interval", str(interval),
-           "--cycles", str(cycles)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--case",
+        f"{mode}:{n}",
+        "--interval",
+        str(interval),
+        "--cycles",
+        str(cycles),
+    ]
     partial = os.path.join(tempfile.mkdtemp(prefix="bench-fanin-"), "partial.json")
     env = dict(os.environ, BENCH_PARTIAL_FILE=partial)
     t0 = time.perf_counter()
@@ -341,7 +354,7 @@ def _subprocess_case(mode: str, n: int, interval: float, cycles: int, timeout: f
         return row
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("BENCH-RESULT "):
-            row = json.loads(line[len("BENCH-RESULT "):])
+            row = json.loads(line[len("BENCH-RESULT ") :])
             row["case_wall_s"] = round(time.perf_counter() - t0, 1)
             return row
     return {"mode": mode, "n": n, "error": f"exit {proc.returncode}", "stdout_tail": proc.stdout[-2000:]}

@@ -35,7 +35,10 @@ def _probe(python: str, dag: str, env: dict[str, str]) -> dict[str, Any]:
     t0 = time.perf_counter()
     proc = subprocess.run(
         [python, str(PROBE), str(DAGS / "bare_dag.py"), str(DAGS / dag)],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{python} {dag}: exit {proc.returncode}: {proc.stderr[-2000:]}")
@@ -47,7 +50,9 @@ def _probe(python: str, dag: str, env: dict[str, str]) -> dict[str, Any]:
 def _version(python: str, dist: str) -> str | None:
     proc = subprocess.run(
         [python, "-c", f"import importlib.metadata as m; print(m.version({dist!r}))"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     return proc.stdout.strip() or None
 
@@ -97,13 +102,17 @@ def main() -> None:
         ours.append(_probe(args.ours_python, "tencent_dag.py", env))
         if have_amazon:
             amazon.append(_probe(args.amazon_python, "amazon_dag.py", env))
-        log(f"bench 4: run {i + 1}/{args.runs}: ours {ours[-1]['dag']['cpu'] * 1000:.0f} ms CPU"
-            + (f", amazon {amazon[-1]['dag']['cpu'] * 1000:.0f} ms CPU" if have_amazon else ""))
+        log(
+            f"bench 4: run {i + 1}/{args.runs}: ours {ours[-1]['dag']['cpu'] * 1000:.0f} ms CPU"
+            + (f", amazon {amazon[-1]['dag']['cpu'] * 1000:.0f} ms CPU" if have_amazon else "")
+        )
     result: dict[str, Any] = {
         "benchmark": "parse",
         "ours": _summary(ours),
-        "ours_versions": {"apache-airflow": _version(args.ours_python, "apache-airflow"),
-                          "airflow-provider-tencent-ci": _version(args.ours_python, "airflow-provider-tencent-ci")},
+        "ours_versions": {
+            "apache-airflow": _version(args.ours_python, "apache-airflow"),
+            "airflow-provider-tencent-ci": _version(args.ours_python, "airflow-provider-tencent-ci"),
+        },
         "machine": machine(),
     }
     if have_amazon:
@@ -114,9 +123,7 @@ def main() -> None:
             "boto3": _version(args.amazon_python, "boto3"),
         }
         result["ratio_cpu"] = round(result["ours"]["dag_cpu_ms_median"] / result["amazon"]["dag_cpu_ms_median"], 3)
-        result["ratio_wall"] = round(
-            result["ours"]["dag_wall_ms_median"] / result["amazon"]["dag_wall_ms_median"], 3
-        )
+        result["ratio_wall"] = round(result["ours"]["dag_wall_ms_median"] / result["amazon"]["dag_wall_ms_median"], 3)
     else:
         result["amazon_missing"] = f"no Amazon benchmark environment at {args.amazon_python!r}"
     emit(result)

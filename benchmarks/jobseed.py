@@ -37,7 +37,10 @@ async def create_jobs(
     from qcloud_cos import CosConfig, CosS3Client
 
     conf = CosConfig(
-        Region=info["region"], SecretId=info["secret_id"], SecretKey=info["secret_key"], Scheme="http",
+        Region=info["region"],
+        SecretId=info["secret_id"],
+        SecretKey=info["secret_key"],
+        Scheme="http",
         Proxies={"http": info["url"]},
     )
     client = CosS3Client(conf, retry=0)
@@ -52,8 +55,9 @@ async def create_jobs(
     async with httpx.AsyncClient(limits=limits, timeout=60, trust_env=False) as http:
 
         async def one(i: int) -> None:
-            body = _request_xml(input_key, bucket, f"out/job-{i}.mp4", info["region"],
-                                callback_for(i) if callback_for else None)
+            body = _request_xml(
+                input_key, bucket, f"out/job-{i}.mp4", info["region"], callback_for(i) if callback_for else None
+            )
             auth = client.get_auth(Method="POST", Bucket=bucket, Key="/jobs", UseCiEndPoint=True)
             async with sem:
                 for attempt in range(5):

@@ -28,8 +28,13 @@ def _shared_hook(conn_id: str, region: str | None) -> Any:
 
 class OneJobPollingTrigger(BaseTrigger):
     def __init__(
-        self, job_id: str, bucket: str, tencentcloud_conn_id: str = "tencentcloud_default",
-        region: str | None = None, poll_interval: float = 30.0, initial_delay: float = 0.0,
+        self,
+        job_id: str,
+        bucket: str,
+        tencentcloud_conn_id: str = "tencentcloud_default",
+        region: str | None = None,
+        poll_interval: float = 30.0,
+        initial_delay: float = 0.0,
     ) -> None:
         super().__init__()
         self.job_id = job_id

@@ -62,8 +62,12 @@ def configure_environment(callback_port: int, verbose: bool) -> None:
     }
     os.environ.update(env)
     # The demo never reaches the real cloud, whatever the shell exports.
-    for var in ("TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY", "TENCENTCLOUD_SESSION_TOKEN",
-                "AIRFLOW_VAR_TENCENT_CI_BUCKET"):
+    for var in (
+        "TENCENTCLOUD_SECRET_ID",
+        "TENCENTCLOUD_SECRET_KEY",
+        "TENCENTCLOUD_SESSION_TOKEN",
+        "AIRFLOW_VAR_TENCENT_CI_BUCKET",
+    ):
         os.environ.pop(var, None)
 
 
@@ -115,11 +119,14 @@ class Runner:
         state = str(getattr(dr, "state", "error"))
         paid = scenario.paid_calls(before, scenario.paid_counts(self.emu))
         seconds = time.monotonic() - started
-        tis = {ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(ti.state)
-               for ti in (dr.get_task_instances() if dr is not None else [])}
+        tis = {
+            ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(ti.state)
+            for ti in (dr.get_task_instances() if dr is not None else [])
+        }
         print(f"    state={state}  {seconds:.1f}s  paid calls={paid or 'none'}  tasks={tis}", flush=True)
-        self.results.append({"dag_id": dag_id, "state": state, "seconds": seconds, "paid": paid, "tasks": tis,
-                             "error": error})
+        self.results.append(
+            {"dag_id": dag_id, "state": state, "seconds": seconds, "paid": paid, "tasks": tis, "error": error}
+        )
         return dr
 
 
@@ -178,12 +185,31 @@ def main(argv: list[str] | None = None) -> int:
         if job_rows:
             dr_events = runner.run("tencent_ci_event_pipeline", run_conf={"job_id": job_rows[0]["job_id"]})
         else:
-            runner.results.append({"dag_id": "tencent_ci_event_pipeline", "state": "not run", "seconds": 0,
-                                   "paid": {}, "tasks": {}, "error": "no job from tencent_ci_video_body"})
+            runner.results.append(
+                {
+                    "dag_id": "tencent_ci_event_pipeline",
+                    "state": "not run",
+                    "seconds": 0,
+                    "paid": {},
+                    "tasks": {},
+                    "error": "no job from tencent_ci_video_body",
+                }
+            )
 
-        write_report(report, hook, bucket, emu, runner.results, day=day, seeded=seeded, studio_paths=studio_paths,
-                     daily=xcom(dr_daily, "summarize"), studio=xcom(dr_studio, "report"), jobs=job_rows,
-                     published=report.mapped_xcom(dr_events, "publish"))
+        write_report(
+            report,
+            hook,
+            bucket,
+            emu,
+            runner.results,
+            day=day,
+            seeded=seeded,
+            studio_paths=studio_paths,
+            daily=xcom(dr_daily, "summarize"),
+            studio=xcom(dr_studio, "report"),
+            jobs=job_rows,
+            published=report.mapped_xcom(dr_events, "publish"),
+        )
     finally:
         emu.stop()
         try:
@@ -209,8 +235,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_report(report: Any, hook: Any, bucket: str, emu: Any, results: list[dict[str, Any]], *, day: str,
-                 seeded: Any, studio_paths: list[str], daily: Any, studio: Any, jobs: Any, published: Any) -> None:
+def write_report(
+    report: Any,
+    hook: Any,
+    bucket: str,
+    emu: Any,
+    results: list[dict[str, Any]],
+    *,
+    day: str,
+    seeded: Any,
+    studio_paths: list[str],
+    daily: Any,
+    studio: Any,
+    jobs: Any,
+    published: Any,
+) -> None:
     def get(key: str | None) -> bytes | None:
         if not key:
             return None
@@ -231,54 +270,93 @@ def write_report(report: Any, hook: Any, bucket: str, emu: Any, results: list[di
         mask_key = seg_key[: -len(".png")] + ".mask.png" if seg_key else None
         original = Path(local).read_bytes() if local else None
         beautified = get(row.get("beauty"))
-        studio_rows.append(report.Row(row["portrait"], [
-            report.Cell("input", original, local or ""),
-            report.Cell("beauty", beautified, cos(row.get("beauty"))),
-            report.Cell(report.BEAUTY_ZOOM, report.beauty_zoom(original, beautified)),
-            report.Cell("matting", get(row.get("matting")), cos(row.get("matting"))),
-            report.Cell("segmentation", get(seg_key), cos(seg_key)),
-            report.Cell("mask", get(mask_key), cos(mask_key)),
-        ]))
-    sections.append(report.Section(
-        "tencent_ci_portrait_studio",
-        "Local portraits uploaded with Pic-Operations + face beauty, then portrait matting, then Head+Hair "
-        "segmentation (BDA).", studio_rows, in_contact_sheet=True))
+        studio_rows.append(
+            report.Row(
+                row["portrait"],
+                [
+                    report.Cell("input", original, local or ""),
+                    report.Cell("beauty", beautified, cos(row.get("beauty"))),
+                    report.Cell(report.BEAUTY_ZOOM, report.beauty_zoom(original, beautified)),
+                    report.Cell("matting", get(row.get("matting")), cos(row.get("matting"))),
+                    report.Cell("segmentation", get(seg_key), cos(seg_key)),
+                    report.Cell("mask", get(mask_key), cos(mask_key)),
+                ],
+            )
+        )
+    sections.append(
+        report.Section(
+            "tencent_ci_portrait_studio",
+            "Local portraits uploaded with Pic-Operations + face beauty, then portrait matting, then Head+Hair "
+            "segmentation (BDA).",
+            studio_rows,
+            in_contact_sheet=True,
+        )
+    )
 
     daily_rows = []
     for category, group in (("portraits", seeded["portraits"]), ("goods", seeded["goods"])):
         outputs = {Path(k).stem: k for k in ((daily or {}).get(category, {}).get("outputs") or [])}
         for s in group:
             out_key = outputs.get(Path(s.key).stem)
-            daily_rows.append(report.Row(Path(s.key).name, [
-                report.Cell("input", get(s.key), cos(s.key)),
-                report.Cell("matted", get(out_key), cos(out_key)),
-            ]))
+            daily_rows.append(
+                report.Row(
+                    Path(s.key).name,
+                    [
+                        report.Cell("input", get(s.key), cos(s.key)),
+                        report.Cell("matted", get(out_key), cos(out_key)),
+                    ],
+                )
+            )
     counts = "; ".join(report.status_counts_text(c, daily) for c in ("portraits", "goods"))
-    sections.append(report.Section(
-        "tencent_ci_daily_matting",
-        f"Images that arrived on {day} under incoming/, matted in cloud mode (batch, if_exists=skip). {counts}.",
-        daily_rows))
+    sections.append(
+        report.Section(
+            "tencent_ci_daily_matting",
+            f"Images that arrived on {day} under incoming/, matted in cloud mode (batch, if_exists=skip). {counts}.",
+            daily_rows,
+        )
+    )
 
     job_rows = []
     for row in jobs or []:
-        job_rows.append(report.Row(f"{row['branch']} ({row['job_id'][:10]}...)", [
-            report.Cell("input", None, cos(row.get("input")), note="video (not decoded by the emulator)"),
-            report.Cell("output", None, cos(row.get("output_key")), note=f"{row.get('state')}, "
-                        f"{row.get('output_size')} bytes"),
-        ]))
+        job_rows.append(
+            report.Row(
+                f"{row['branch']} ({row['job_id'][:10]}...)",
+                [
+                    report.Cell("input", None, cos(row.get("input")), note="video (not decoded by the emulator)"),
+                    report.Cell(
+                        "output",
+                        None,
+                        cos(row.get("output_key")),
+                        note=f"{row.get('state')}, {row.get('output_size')} bytes",
+                    ),
+                ],
+            )
+        )
     for doc in published or []:
-        job_rows.append(report.Row(f"published {doc['job_id'][:10]}...", [
-            report.Cell("input", None, cos((doc.get("source_output") or {}).get("Object"))),
-            report.Cell("output", None, cos(doc.get("published_key")), note=f"manifest: {doc.get('manifest_key')}"),
-        ]))
-    sections.append(report.Section(
-        "tencent_ci_video_body / tencent_ci_event_pipeline",
-        f"SegmentVideoBody jobs (callback-woken deferral and job sensor) and the event pipeline's publication. "
-        f"Callbacks delivered by the emulator: {len(emu.callbacks_sent)}.", job_rows))
+        job_rows.append(
+            report.Row(
+                f"published {doc['job_id'][:10]}...",
+                [
+                    report.Cell("input", None, cos((doc.get("source_output") or {}).get("Object"))),
+                    report.Cell(
+                        "output", None, cos(doc.get("published_key")), note=f"manifest: {doc.get('manifest_key')}"
+                    ),
+                ],
+            )
+        )
+    sections.append(
+        report.Section(
+            "tencent_ci_video_body / tencent_ci_event_pipeline",
+            f"SegmentVideoBody jobs (callback-woken deferral and job sensor) and the event pipeline's publication. "
+            f"Callbacks delivered by the emulator: {len(emu.callbacks_sent)}.",
+            job_rows,
+        )
+    )
 
     OUTPUT.mkdir(parents=True, exist_ok=True)
-    report.contact_sheet(studio_rows, ["input", "beauty", report.BEAUTY_ZOOM, "matting", "segmentation"],
-                         OUTPUT / "contact_sheet.png")
+    report.contact_sheet(
+        studio_rows, ["input", "beauty", report.BEAUTY_ZOOM, "matting", "segmentation"], OUTPUT / "contact_sheet.png"
+    )
     report.write_html(sections, OUTPUT, title="Tencent Cloud Infinite provider - demo results", results=results)
     (OUTPUT / "results.json").write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
 

@@ -61,21 +61,22 @@ def portrait(index: int, size: tuple[int, int] = (240, 320)) -> Image.Image:
     head_cy = height * 2 // 5
     # body: a rounded trapezoid from the shoulders down to the bottom edge
     shoulder_y = head_cy + head_r + height // 14
-    draw.rounded_rectangle(
-        [cx - width // 3, shoulder_y, cx + width // 3, height + 20], radius=width // 8, fill=clothes
-    )
+    draw.rounded_rectangle([cx - width // 3, shoulder_y, cx + width // 3, height + 20], radius=width // 8, fill=clothes)
     draw.rectangle([cx - head_r // 3, head_cy + head_r - 4, cx + head_r // 3, shoulder_y + 4], fill=skin)  # neck
     draw.ellipse([cx - head_r, head_cy - head_r, cx + head_r, head_cy + head_r], fill=skin)
     # hair: the top of the head
-    draw.chord(
-        [cx - head_r - 3, head_cy - head_r - 6, cx + head_r + 3, head_cy + head_r // 2], 180, 360, fill=hair
-    )
+    draw.chord([cx - head_r - 3, head_cy - head_r - 6, cx + head_r + 3, head_cy + head_r // 2], 180, 360, fill=hair)
     # eyes and mouth, so face beauty has some detail to smooth
     eye_y = head_cy + head_r // 6
     for dx in (-head_r // 3, head_r // 3):
         draw.ellipse([cx + dx - 3, eye_y - 3, cx + dx + 3, eye_y + 3], fill=(30, 30, 30))
-    draw.arc([cx - head_r // 3, head_cy + head_r // 4, cx + head_r // 3, head_cy + head_r * 2 // 3], 20, 160,
-             fill=(150, 40, 40), width=2)
+    draw.arc(
+        [cx - head_r // 3, head_cy + head_r // 4, cx + head_r // 3, head_cy + head_r * 2 // 3],
+        20,
+        160,
+        fill=(150, 40, 40),
+        width=2,
+    )
     return img
 
 
@@ -90,13 +91,18 @@ def goods(index: int, size: tuple[int, int] = (240, 240)) -> Image.Image:
         draw.rectangle([cx - width // 4, cy - height // 5, cx + width // 4, cy + height // 4], fill=colour)
         darker = tuple(max(0, c - 60) for c in colour)
         draw.polygon(
-            [(cx - width // 4, cy - height // 5), (cx - width // 6, cy - height // 3),
-             (cx + width // 3, cy - height // 3), (cx + width // 4, cy - height // 5)],
+            [
+                (cx - width // 4, cy - height // 5),
+                (cx - width // 6, cy - height // 3),
+                (cx + width // 3, cy - height // 3),
+                (cx + width // 4, cy - height // 5),
+            ],
             fill=darker,
         )
     elif shape == "bottle":
-        draw.rounded_rectangle([cx - width // 8, cy - height // 6, cx + width // 8, cy + height // 3],
-                               radius=width // 16, fill=colour)
+        draw.rounded_rectangle(
+            [cx - width // 8, cy - height // 6, cx + width // 8, cy + height // 3], radius=width // 16, fill=colour
+        )
         draw.rectangle([cx - width // 24, cy - height // 3, cx + width // 24, cy - height // 6], fill=colour)
     else:
         r = min(width, height) // 4
@@ -122,8 +128,7 @@ def portraits(count: int = 3, size: tuple[int, int] = (240, 320)) -> list[Sample
 
 def goods_images(count: int = 2, size: tuple[int, int] = (240, 240)) -> list[SampleImage]:
     return [
-        SampleImage(f"goods-{i + 1:02d}.png", "goods", encode(goods(i, size), "PNG"), "image/png")
-        for i in range(count)
+        SampleImage(f"goods-{i + 1:02d}.png", "goods", encode(goods(i, size), "PNG"), "image/png") for i in range(count)
     ]
 
 

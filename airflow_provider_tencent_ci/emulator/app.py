@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
-from . import auth, cos, sts
+from . import auth, bda, ci_image, cos, jobs, sts
 from .control import ControlAPI
 from .core import BUCKET_HOST_RE, CosError, EmulatorState, EmuRequest, EmuResponse, TcApiError
 from .wire import BodyTooLarge, RequestBody
@@ -44,24 +44,6 @@ MAX_OBJECT_BYTES = 512 * 1024 * 1024
 KEY_WRITING_OPERATIONS = frozenset({"PutObject", "CopyObject", "PicOperationsUpload"})
 # Rate-limit families (pacing.FAMILIES): synchronous image processing, plain object calls, the job API, API 3.0.
 IMAGE_OPERATIONS = frozenset({"CIProcess", "PicOperationsUpload", "ImageProcess"})
-
-
-class _Unimplemented(Exception):
-    pass
-
-
-def _h2(module: str, func: str) -> Handler:
-    """Resolve a service handler from a sibling module lazily (built in parallel; absent -> 501)."""
-    import importlib
-
-    try:
-        mod = importlib.import_module(f".{module}", __package__)
-    except ImportError as exc:
-        raise _Unimplemented(f"{module}: {exc}") from None
-    fn = getattr(mod, func, None)
-    if fn is None:
-        raise _Unimplemented(f"{module}.{func} is missing")
-    return fn  # type: ignore[no-any-return]
 
 
 def split_target(raw_path: bytes) -> tuple[str | None, bytes]:
@@ -124,26 +106,25 @@ def classify(service: str, method: str, key: str, query: dict[str, str], headers
     return {"GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(method, "Unknown")
 
 
-def handler_for(operation: str) -> Handler:
-    table: dict[str, Callable[[], Handler]] = {
-        "ListBuckets": lambda: cos.list_buckets,
-        "ListObjects": lambda: cos.list_objects,
-        "HeadBucket": lambda: cos.head_bucket,
-        "PutObject": lambda: cos.put_object,
-        "CopyObject": lambda: cos.copy_object,
-        "GetObject": lambda: cos.get_object,
-        "HeadObject": lambda: cos.head_object,
-        "DeleteObject": lambda: cos.delete_object,
-        "CIProcess": lambda: _h2("ci_image", "handle_ci_process"),
-        "PicOperationsUpload": lambda: _h2("ci_image", "handle_pic_upload"),
-        "ImageProcess": lambda: _h2("ci_image", "handle_image_process"),
-        "CreateJob": lambda: _h2("jobs", "handle_create"),
-        "DescribeJobs": lambda: _h2("jobs", "handle_describe"),
-        "ListJobs": lambda: _h2("jobs", "handle_list"),
-        "CancelJob": lambda: _h2("jobs", "handle_cancel"),
-        "SegmentCustomizedPortraitPic": lambda: _h2("bda", "handle_segment"),
-    }
-    return table[operation]()
+# Each operation's handler (STS is dispatched apart: it is answered before any bucket or service check).
+HANDLERS: dict[str, Handler] = {
+    "ListBuckets": cos.list_buckets,
+    "ListObjects": cos.list_objects,
+    "HeadBucket": cos.head_bucket,
+    "PutObject": cos.put_object,
+    "CopyObject": cos.copy_object,
+    "GetObject": cos.get_object,
+    "HeadObject": cos.head_object,
+    "DeleteObject": cos.delete_object,
+    "CIProcess": ci_image.handle_ci_process,
+    "PicOperationsUpload": ci_image.handle_pic_upload,
+    "ImageProcess": ci_image.handle_image_process,
+    "CreateJob": jobs.handle_create,
+    "DescribeJobs": jobs.handle_describe,
+    "ListJobs": jobs.handle_list,
+    "CancelJob": jobs.handle_cancel,
+    "SegmentCustomizedPortraitPic": bda.handle_segment,
+}
 
 
 class EmulatorApp:
@@ -233,6 +214,7 @@ class EmulatorApp:
             request_id=request_id,
         )
         operation = classify(service, method, req.key, query, headers)
+        state.stats.log_query(operation, bucket, query)
         try:
             resp = await self._process(req, operation, raw_query, body)
         except _Reset:
@@ -304,13 +286,7 @@ class EmulatorApp:
             req.region = region or None
             if region and region not in BDA_REGIONS:
                 raise TcApiError("UnsupportedRegion", f"The action does not support the region {region!r}.")
-        try:
-            handler = handler_for(operation)
-        except _Unimplemented as exc:
-            if api3:
-                raise TcApiError("UnsupportedOperation", f"Not implemented in the emulator: {exc}") from None
-            raise CosError(501, "NotImplemented", f"Not implemented in the emulator: {exc}") from None
-        return await handler(state, req)
+        return await HANDLERS[operation](state, req)
 
     def _authenticate_cos(self, req: EmuRequest, operation: str) -> None:
         """Bucket, signature, operation and key checks of a COS/CI request: everything that needs no body."""

@@ -169,24 +169,38 @@ def verify_cos(
     return cred
 
 
-def require_tc3_credential(credentials: Mapping[str, Credential], headers: Mapping[str, str]) -> Credential:
-    """What of a TC3 request can be checked before its body (the signature covers the body's hash): a TC3
-    Authorization header naming a known SecretId. :func:`verify_tc3` does the full check once the body is read."""
+def _tc3_fields(headers: Mapping[str, str]) -> dict[str, str]:
+    """The fields (Credential, SignedHeaders, Signature) of a TC3-HMAC-SHA256 Authorization header."""
     auth = headers.get("authorization", "")
     if not auth:
         raise TcApiError("AuthFailure.SignatureFailure", "The Authorization header is missing.")
     algo, _, rest = auth.partition(" ")
     if algo != "TC3-HMAC-SHA256":
         raise TcApiError("AuthFailure.SignatureFailure", "Only the TC3-HMAC-SHA256 signature method is supported.")
-    credential = next((p.split("=", 1)[1] for p in rest.split(",") if p.strip().startswith("Credential=")), "")
-    if credential.count("/") != 3:
-        raise TcApiError("AuthFailure.SignatureFailure", "The Authorization header is malformed.")
-    cred = credentials.get(credential.split("/")[0])
+    fields: dict[str, str] = {}
+    for item in rest.split(","):
+        if "=" in item:
+            k, v = item.strip().split("=", 1)
+            fields[k] = v
+    return fields
+
+
+def _known_credential(credentials: Mapping[str, Credential], secret_id: str) -> Credential:
+    cred = credentials.get(secret_id)
     if cred is None:
         raise TcApiError(
             "AuthFailure.SecretIdNotFound", "The SecretId is not found, please ensure that your SecretId is correct."
         )
     return cred
+
+
+def require_tc3_credential(credentials: Mapping[str, Credential], headers: Mapping[str, str]) -> Credential:
+    """What of a TC3 request can be checked before its body (the signature covers the body's hash): a TC3
+    Authorization header naming a known SecretId. :func:`verify_tc3` does the full check once the body is read."""
+    credential = _tc3_fields(headers).get("Credential", "")
+    if credential.count("/") != 3:
+        raise TcApiError("AuthFailure.SignatureFailure", "The Authorization header is malformed.")
+    return _known_credential(credentials, credential.split("/")[0])
 
 
 def verify_tc3(
@@ -204,17 +218,7 @@ def verify_tc3(
     from tencentcloud.common.sign import Sign  # the SDK's own primitive; imported lazily (cheap module import)
 
     now = time.time() if now is None else now
-    auth = headers.get("authorization", "")
-    if not auth:
-        raise TcApiError("AuthFailure.SignatureFailure", "The Authorization header is missing.")
-    algo, _, rest = auth.partition(" ")
-    if algo != "TC3-HMAC-SHA256":
-        raise TcApiError("AuthFailure.SignatureFailure", "Only the TC3-HMAC-SHA256 signature method is supported.")
-    parts: dict[str, str] = {}
-    for item in rest.split(","):
-        if "=" in item:
-            k, v = item.strip().split("=", 1)
-            parts[k] = v
+    parts = _tc3_fields(headers)
     try:
         secret_id, date, scope_service, terminator = parts["Credential"].split("/")
         signed_headers = parts["SignedHeaders"]
@@ -230,11 +234,7 @@ def verify_tc3(
             "AuthFailure.SignatureExpire",
             "Signature expired. Timestamp and server time cannot differ by more than 5 minutes.",
         )
-    cred = credentials.get(secret_id)
-    if cred is None:
-        raise TcApiError(
-            "AuthFailure.SecretIdNotFound", "The SecretId is not found, please ensure that your SecretId is correct."
-        )
+    cred = _known_credential(credentials, secret_id)
     if terminator != "tc3_request" or scope_service != service:
         raise TcApiError("AuthFailure.SignatureFailure", "The credential scope is invalid.")
     if date != datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d"):

@@ -1,10 +1,16 @@
-"""Request accounting: one record per request, by operation, bucket and outcome. Thread-safe."""
+"""Request accounting: one record per request, by operation, bucket and outcome, and the query strings of the
+latest requests (what a client sent, for tests that check a filter went out). Thread-safe."""
 
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
+
+# The latest requests whose queries are kept; older ones are forgotten.
+QUERY_LOG_SIZE = 1000
+# Query-string signatures (COS presigned URLs: q-sign-algorithm, q-ak, q-signature, ...) and tokens: never kept.
+_SECRET_QUERY_NAMES = ("x-cos-security-token", "x-ci-security-token")
 
 
 class Stats:
@@ -12,6 +18,24 @@ class Stats:
         self._lock = threading.Lock()
         self._counts: Counter[tuple[str, str | None, bool]] = Counter()
         self._codes: Counter[tuple[str, str]] = Counter()
+        self._queries: deque[tuple[str, str | None, dict[str, str]]] = deque(maxlen=QUERY_LOG_SIZE)
+
+    def log_query(self, operation: str, bucket: str | None, query: dict[str, str]) -> None:
+        """Keep a request's decoded query (signature and token parameters left out)."""
+        kept = {
+            k: v for k, v in query.items() if not k.lower().startswith("q-") and k.lower() not in _SECRET_QUERY_NAMES
+        }
+        with self._lock:
+            self._queries.append((operation, bucket, kept))
+
+    def queries(self, operation: str | None = None, bucket: str | None = None) -> list[dict[str, str]]:
+        """The decoded queries of the latest requests (oldest first) matching the filters (None = any)."""
+        with self._lock:
+            return [
+                dict(q)
+                for op, b, q in self._queries
+                if (operation is None or op == operation) and (bucket is None or b == bucket)
+            ]
 
     def record(self, operation: str, bucket: str | None, ok: bool, code: str | None = None) -> None:
         with self._lock:
@@ -43,6 +67,7 @@ class Stats:
         with self._lock:
             self._counts.clear()
             self._codes.clear()
+            self._queries.clear()
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-ready: ``{"total", "operations": {op: {"ok", "error", "buckets": {b: n}}},

@@ -18,6 +18,7 @@ from airflow_provider_tencent_ci.hooks.credentials import (
 )
 from airflow_provider_tencent_ci.hooks.retry import RetryPolicy, acall_with_retry, call_with_retry, translate_error
 from airflow_provider_tencent_ci.hooks.sts import STS_OPERATION, describe_identity, get_caller_identity
+from airflow_provider_tencent_ci.validation import require_region
 
 try:
     from airflow.sdk import BaseHook
@@ -25,9 +26,11 @@ except ImportError:  # pragma: no cover - Airflow < 3.0 layouts
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined]
 
 try:  # Airflow 3.1+: masks in this process and tells the supervisor
-    from airflow.sdk.log import mask_secret
+    from airflow.sdk.log import mask_secret as airflow_mask_secret
 except ImportError:  # pragma: no cover
-    from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
+    from airflow.sdk.execution_time.secrets_masker import (  # type: ignore[no-redef]
+        mask_secret as airflow_mask_secret,
+    )
 
 try:
     from airflow.sdk.log import amask_secret  # type: ignore[attr-defined]  # Airflow >= 3.2
@@ -165,6 +168,7 @@ class TencentCloudBaseHook(BaseHook):
             # amask_secret: the sync one can deadlock against an in-flight supervisor call in async code.
             await self._amask(cfg.secret_key)
             await self._amask(cfg.token)
+            await self._amask(cfg.console_base_url)
             if self._config is None:
                 self._config = cfg
         assert self._config is not None
@@ -172,14 +176,19 @@ class TencentCloudBaseHook(BaseHook):
 
     def _set_config(self, cfg: ConnectionConfig) -> None:
         quiet_sdk_loggers()
-        # Connection secrets are masked by Airflow already; the extras token is not, so register it here.
-        self._mask(cfg.secret_key)
-        self._mask(cfg.token)
+        # Connection secrets are masked by Airflow already; the extras that are secrets are not: register them here.
+        self.mask_secret(cfg.secret_key)
+        self.mask_secret(cfg.token)
+        self.mask_secret(cfg.console_base_url)  # the emulator view's URL holds its control token
         self._config = cfg
 
     @property
     def region(self) -> str | None:
         return self.config.region
+
+    def require_region(self) -> str:
+        """The region, or the clear error of :func:`~airflow_provider_tencent_ci.validation.require_region`."""
+        return require_region(self.config.region)
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -196,8 +205,8 @@ class TencentCloudBaseHook(BaseHook):
     def get_credentials(self) -> Credentials:
         """Current credentials (temporary ones are refreshed by their provider before they expire)."""
         creds = self._get_provider().get()
-        self._mask(creds.secret_key)
-        self._mask(creds.token)
+        self.mask_secret(creds.secret_key)
+        self.mask_secret(creds.token)
         return creds
 
     async def aget_credentials(self) -> Credentials:
@@ -213,9 +222,14 @@ class TencentCloudBaseHook(BaseHook):
         await self._amask(creds.token)
         return creds
 
-    def _mask(self, secret: str | None) -> None:
+    def mask_secret(self, secret: str | None) -> None:
+        """Register ``secret`` with Airflow's secret masker and the SDK loggers' redaction (once per hook).
+
+        For values the hook does not know are secret: e.g. a callback URL's token, a bearer URL from the
+        connection.
+        """
         if secret and secret not in self._masked:
-            mask_secret(secret)
+            airflow_mask_secret(secret)
             self._redact(secret)
 
     async def _amask(self, secret: str | None) -> None:
@@ -223,7 +237,7 @@ class TencentCloudBaseHook(BaseHook):
             if amask_secret is not None:
                 await amask_secret(secret)
             else:  # pragma: no cover
-                mask_secret(secret)
+                airflow_mask_secret(secret)
             self._redact(secret)
 
     def _redact(self, secret: str) -> None:

@@ -43,11 +43,7 @@ class BDAHook(TencentCloudBaseHook):
         with self._lock:
             if self._client is None or creds != self._client_creds:
                 cfg = self.config
-                region = cfg.region
-                if not region:
-                    raise ParameterValidationError(
-                        "region", None, "set region in the hook or the connection extra 'region' (e.g. ap-guangzhou)"
-                    )
+                region = self.require_region()
                 profile = ClientProfile(httpProfile=cfg.http_profile(cfg.bda_endpoint or BDA_HOST))
                 profile.retryer = SdkRetryer(self.retry_policy, _OPERATION, logger=self.log)
                 # The region circuit breaker would fail calls locally after errors; our retry policy decides instead.

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import quote
 
 import httpx
@@ -28,7 +28,12 @@ from qcloud_cos.cos_comm import format_xml
 
 from airflow_provider_tencent_ci.common.times import ci_time_param
 from airflow_provider_tencent_ci.common.xml import XmlParseError, as_list, parse_xml, unwrap_response
-from airflow_provider_tencent_ci.constants import JOB_LIST_MAX_SIZE, JOB_QUERY_BATCH_DEFAULT
+from airflow_provider_tencent_ci.constants import (
+    AI_QUEUE_TYPE,
+    JOB_LIST_MAX_SIZE,
+    JOB_QUERY_BATCH_DEFAULT,
+    QUEUE_TYPES,
+)
 from airflow_provider_tencent_ci.exceptions import (
     ParameterValidationError,
     TencentCloudError,
@@ -38,11 +43,12 @@ from airflow_provider_tencent_ci.hooks.base import TencentCloudBaseHook
 from airflow_provider_tencent_ci.hooks.cos_base import CosClientHook
 from airflow_provider_tencent_ci.hooks.retry import make_error
 from airflow_provider_tencent_ci.hooks.sessions import http_session
+from airflow_provider_tencent_ci.jobs.ids import JOB_ID_RULE, is_job_id
 from airflow_provider_tencent_ci.validation import check_choice, check_int_range, check_non_empty_str
 
-# Job list queue types (intl 1045/73114); SegmentVideoBody runs on AI Content Recognition, i.e. AIProcess.
-QUEUE_TYPES = ("Transcoding", "Speeching", "PicProcess", "AIProcess", "SpeedTranscoding")
-AI_QUEUE_TYPE = "AIProcess"
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack is Python >= 3.11
+
 XML_CONTENT_TYPE = "application/xml"
 USER_AGENT = "airflow-provider-tencent-ci"
 # DescribeJobs answers these codes when none of the ids exist (the emulator: NoSuchJob; CI: InvalidJobId).
@@ -132,8 +138,23 @@ def cancel_job_request(job_id: str) -> CIJobRequest:
     return CIJobRequest("CancelJob", "PUT", "/jobs/" + job_id, flag="cancel")
 
 
+class JobListFilters(TypedDict, total=False):
+    """The job list's filters, as :func:`list_jobs_request` (and ``list_jobs``/``alist_jobs``) take them."""
+
+    states: str | Sequence[str] | None
+    start_creation_time: datetime | str | None
+    end_creation_time: datetime | str | None
+    size: int
+    next_token: str
+    order_by_time: str
+    queue_id: str | None
+    queue_type: str
+    input_object: str | None
+
+
 def list_jobs_request(
     tag: str,
+    *,
     states: str | Sequence[str] | None = None,
     start_creation_time: datetime | str | None = None,
     end_creation_time: datetime | str | None = None,
@@ -144,7 +165,13 @@ def list_jobs_request(
     queue_type: str = AI_QUEUE_TYPE,
     input_object: str | None = None,
 ) -> CIJobRequest:
-    """GET /jobs with the documented filters; ``queueType`` is always sent (no documented default)."""
+    """GET /jobs with the documented filters; ``queueType`` is always sent (no documented default).
+
+    :param states: ``All`` (None) or the states to list; ``size`` 1..100; ``order_by_time`` Desc or Asc.
+    :param queue_id: only jobs of this queue.
+    :param queue_type: the queues' type (AIProcess, the SegmentVideoBody queue, by default).
+    :param input_object: only jobs whose input is exactly this object key (documented exact match).
+    """
     check_non_empty_str("tag", tag)
     size = check_int_range("size", size, 1, JOB_LIST_MAX_SIZE)
     check_choice("order_by_time", order_by_time, ("Desc", "Asc"))
@@ -226,9 +253,8 @@ def validate_job_ids(job_ids: str | Sequence[str]) -> list[str]:
     if not ids:
         raise ParameterValidationError("job_ids", job_ids, "must name at least one job id")
     for job_id in ids:
-        check_non_empty_str("job_ids", job_id)
-        if "," in job_id or "/" in job_id:
-            raise ParameterValidationError("job_ids", job_id, "a job id cannot contain ',' or '/'")
+        if not is_job_id(job_id):
+            raise ParameterValidationError("job_ids", job_id, JOB_ID_RULE)
     return list(dict.fromkeys(ids))
 
 
@@ -325,6 +351,13 @@ class CIJobsHook(CosClientHook):
         result.missing.extend(missing_ids(data.get("NonExistJobIds")))
 
     @staticmethod
+    def _merge_missing(result: JobsQuery, batch: list[str], error: TencentCloudNotFoundError) -> None:
+        """DescribeJobs answers a not-found code when none of the batch's ids exist: all of them are missing."""
+        if error.code not in _MISSING_JOB_CODES:
+            raise error
+        result.missing.extend(batch)
+
+    @staticmethod
     def _page(data: Mapping[str, Any] | None) -> JobsPage:
         data = unwrap_response(data)
         return JobsPage(jobs_detail(data), str(data.get("NextToken") or ""))
@@ -348,47 +381,14 @@ class CIJobsHook(CosClientHook):
         result = JobsQuery()
         for batch in self._batches(validate_job_ids(job_ids)):
             try:
-                data = self._send(bucket, describe_jobs_request(batch))
+                self._merge_query(result, self._send(bucket, describe_jobs_request(batch)))
             except TencentCloudNotFoundError as exc:
-                if exc.code not in _MISSING_JOB_CODES:
-                    raise
-                result.missing.extend(batch)
-                continue
-            self._merge_query(result, data)
+                self._merge_missing(result, batch, exc)
         return result
 
-    def list_jobs(
-        self,
-        bucket: str,
-        tag: str,
-        states: str | Sequence[str] | None = None,
-        start_creation_time: datetime | str | None = None,
-        end_creation_time: datetime | str | None = None,
-        size: int = 10,
-        next_token: str = "",
-        order_by_time: str = "Desc",
-        queue_id: str | None = None,
-        queue_type: str = AI_QUEUE_TYPE,
-        input_object: str | None = None,
-    ) -> JobsPage:
-        """GET ``/jobs``: one page of jobs of ``tag`` on the ``queue_type`` queues (AIProcess by default).
-
-        :param queue_id: only jobs of this queue.
-        :param input_object: only jobs whose input is exactly this object key (documented exact match).
-        """
-        request = list_jobs_request(
-            tag,
-            states,
-            start_creation_time,
-            end_creation_time,
-            size,
-            next_token,
-            order_by_time,
-            queue_id,
-            queue_type,
-            input_object,
-        )
-        return self._page(self._send(bucket, request))
+    def list_jobs(self, bucket: str, tag: str, **filters: Unpack[JobListFilters]) -> JobsPage:
+        """GET ``/jobs``: one page of jobs of ``tag``; ``filters`` as :func:`list_jobs_request` takes them."""
+        return self._page(self._send(bucket, list_jobs_request(tag, **filters)))
 
     def cancel_job(self, bucket: str, job_id: str) -> None:
         """PUT ``/jobs/<id>?cancel`` (only jobs that have not started can be cancelled)."""
@@ -402,43 +402,14 @@ class CIJobsHook(CosClientHook):
         result = JobsQuery()
         for batch in self._batches(validate_job_ids(job_ids)):
             try:
-                data = await self._asend(bucket, describe_jobs_request(batch))
+                self._merge_query(result, await self._asend(bucket, describe_jobs_request(batch)))
             except TencentCloudNotFoundError as exc:
-                if exc.code not in _MISSING_JOB_CODES:
-                    raise
-                result.missing.extend(batch)
-                continue
-            self._merge_query(result, data)
+                self._merge_missing(result, batch, exc)
         return result
 
-    async def alist_jobs(
-        self,
-        bucket: str,
-        tag: str,
-        states: str | Sequence[str] | None = None,
-        start_creation_time: datetime | str | None = None,
-        end_creation_time: datetime | str | None = None,
-        size: int = 10,
-        next_token: str = "",
-        order_by_time: str = "Desc",
-        queue_id: str | None = None,
-        queue_type: str = AI_QUEUE_TYPE,
-        input_object: str | None = None,
-    ) -> JobsPage:
+    async def alist_jobs(self, bucket: str, tag: str, **filters: Unpack[JobListFilters]) -> JobsPage:
         """Async :meth:`list_jobs`."""
-        request = list_jobs_request(
-            tag,
-            states,
-            start_creation_time,
-            end_creation_time,
-            size,
-            next_token,
-            order_by_time,
-            queue_id,
-            queue_type,
-            input_object,
-        )
-        return self._page(await self._asend(bucket, request))
+        return self._page(await self._asend(bucket, list_jobs_request(tag, **filters)))
 
     async def acancel_job(self, bucket: str, job_id: str) -> None:
         """Async :meth:`cancel_job`."""

@@ -40,7 +40,7 @@ class CosClientHook(TencentCloudBaseHook):
     def _cos_config(self, creds: Credentials) -> CosConfig:
         cfg = self.config
         if not cfg.region and not cfg.cos_endpoint:
-            self._require_region()
+            self.require_region()
         kwargs: dict[str, Any] = {
             "Region": cfg.region,
             "SecretId": creds.secret_id,
@@ -57,14 +57,6 @@ class CosClientHook(TencentCloudBaseHook):
         if cfg.ci_endpoint:
             kwargs["EndpointCi"] = cfg.ci_endpoint
         return CosConfig(**kwargs)
-
-    def _require_region(self) -> str:
-        region = self.config.region
-        if not region:
-            raise ParameterValidationError(
-                "region", None, "set region in the hook or the connection extra 'region' (e.g. ap-guangzhou)"
-            )
-        return region
 
     def bucket_name(self, bucket: str) -> str:
         """``bucket`` with ``-<appid>`` appended when it lacks an APPID suffix and the connection has an appid."""

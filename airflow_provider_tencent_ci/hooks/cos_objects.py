@@ -168,7 +168,7 @@ class CosObjectsHook(CosClientHook):
         if self.config.cos_endpoint:
             source["Endpoint"] = self.config.cos_endpoint
         else:
-            source["Region"] = self._require_region()
+            source["Region"] = self.require_region()
         data = self._call(
             "CopyObject",
             lambda: self.get_conn().copy_object(Bucket=dest_bucket, Key=dest_key, CopySource=source),

@@ -130,6 +130,9 @@ class ConnectionConfig:
     cos_endpoint: str | None = None
     ci_endpoint: str | None = None
     bda_endpoint: str | None = None
+    # The emulator's read-only object view (``<url>/_emulator/view/<token>``) for extra links. It holds the
+    # emulator's control token, a bearer secret: masked like one, and only ever an emulator's URL.
+    console_base_url: str | None = field(default=None, repr=False)
     # Not in the public extras table: where STS and the CVM metadata service live (tests point them locally).
     sts_endpoint: str | None = None
     metadata_endpoint: str | None = None
@@ -178,6 +181,12 @@ class ConnectionConfig:
             cfg.proxies = dict(proxies)
         for name in ("cos_endpoint", "ci_endpoint", "bda_endpoint", "sts_endpoint", "metadata_endpoint"):
             setattr(cfg, name, _opt_str(extras, name))
+        console_base_url = _opt_str(extras, "console_base_url")
+        if console_base_url is not None:
+            if not console_base_url.startswith(("http://", "https://")):
+                # The value is a bearer URL: never echoed in the error.
+                raise ParameterValidationError("console_base_url", "<not shown>", "must be an http:// or https:// URL")
+            cfg.console_base_url = console_base_url.rstrip("/")
         if extras.get("timeout") not in (None, ""):
             cfg.timeout = _as_number("timeout", extras["timeout"], 0.1, 3600)
         if extras.get("max_attempts") not in (None, ""):

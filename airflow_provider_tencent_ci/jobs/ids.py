@@ -13,6 +13,7 @@ import re
 
 JOB_ID_MAX_LEN = 64
 _JOB_ID_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{JOB_ID_MAX_LEN}}}")
+JOB_ID_RULE = f"a CI job id is 1..{JOB_ID_MAX_LEN} characters of A-Z a-z 0-9 _ -"
 
 
 def is_job_id(value: object) -> bool:
@@ -20,4 +21,4 @@ def is_job_id(value: object) -> bool:
     return isinstance(value, str) and _JOB_ID_RE.fullmatch(value) is not None
 
 
-__all__ = ["JOB_ID_MAX_LEN", "is_job_id"]
+__all__ = ["JOB_ID_MAX_LEN", "JOB_ID_RULE", "is_job_id"]

@@ -1,10 +1,15 @@
-"""Extra links to the Tencent Cloud console.
+"""Extra links to the Tencent Cloud console, or to the emulator's object view.
 
 Airflow 3 stores each link's final URL in XCom (key ``_link_<ClassName>``) when the task finishes: the task runner
 calls ``get_link`` on the worker. ``get_link`` therefore reads what the operator persisted during ``execute`` (a
 small dict under :attr:`TencentConsoleLink.key`), as the Amazon/Google providers do, and formats the URL from it.
 
-To add a link (e.g. ``CIJobLink``), subclass :class:`TencentConsoleLink`, set ``name``, ``key`` and ``format_url``.
+When the connection has the ``console_base_url`` extra (set by the emulator's ``connection_extras()``: its
+read-only view, ``<url>/_emulator/view/<token>``), the operator persists it with the fields and the links point
+into that view (``/objects/<bucket>/<key>``, ``/objects/<bucket>/?prefix=<folder>``, ``/jobs/<bucket>/<job_id>``,
+the routes of ``emulator/control.py``). The URL holds the emulator's control token: it is only ever an emulator's.
+
+To add a link, subclass :class:`TencentConsoleLink`, set ``name``, ``key`` and ``format_url``.
 """
 
 from __future__ import annotations
@@ -32,8 +37,13 @@ class TencentConsoleLink(BaseOperatorLink):
         raise NotImplementedError
 
     @classmethod
-    def persist(cls, context: Context, **fields: Any) -> None:
-        """Store the URL fields for this task instance (call from ``execute``)."""
+    def persist(cls, context: Context, *, console_base_url: str | None = None, **fields: Any) -> None:
+        """Store the URL fields for this task instance (call from ``execute``).
+
+        :param console_base_url: the connection's ``console_base_url`` (the emulator's object view), if any.
+        """
+        if console_base_url:
+            fields["console_base_url"] = console_base_url
         context["ti"].xcom_push(key=cls.key, value=fields)
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
@@ -60,6 +70,12 @@ class COSObjectLink(TencentConsoleLink):
     @classmethod
     def format_url(cls, **fields: Any) -> str:
         bucket, key, region = str(fields["bucket"]), str(fields.get("key") or ""), fields.get("region")
+        view = fields.get("console_base_url")
+        if view:  # the emulator: the object itself, or the listing of a batch's shared folder
+            objects = f"{view}/objects/{quote(bucket, safe='')}/"
+            if key and not key.endswith("/"):
+                return objects + quote(key, safe="/")
+            return objects + (f"?{urlencode({'prefix': key}, quote_via=quote, safe='')}" if key else "")
         folder = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
         query: dict[str, str] = {"bucket": bucket}
         if region:
@@ -92,7 +108,11 @@ class CIJobLink(TencentConsoleLink):
     key: ClassVar[str] = "ci_job"
 
     @classmethod
-    def format_url(cls, *, bucket: str, job_id: str, region: str | None = None, **_: Any) -> str:  # type: ignore[override]
+    def format_url(  # type: ignore[override]
+        cls, *, bucket: str, job_id: str, region: str | None = None, console_base_url: str | None = None, **_: Any
+    ) -> str:
+        if console_base_url:  # the emulator's job page (state, times, links to the input and output objects)
+            return f"{console_base_url}/jobs/{quote(bucket, safe='')}/{quote(job_id, safe='')}"
         query: dict[str, str] = {"bucket": bucket}
         if region:
             query["region"] = region

@@ -270,7 +270,8 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
             bucket = cos_outs[0][0]
             keys = [k for b, k in cos_outs if b == bucket]
             key = keys[0] if len(keys) == 1 else common_folder(keys)
-            COSObjectLink.persist(context, bucket=bucket, key=key, region=self._region())
+            view = self.hook.config.console_base_url  # the emulator's object view, when the connection has one
+            COSObjectLink.persist(context, bucket=bucket, key=key, region=self._region(), console_base_url=view)
         self._lineage_in = [i.lineage() for i in items]
         self._lineage_out = [(f"cos://{b}", k) for b, k in cos_outs]
         self._lineage_out += [("file", p) for p in self._local_outputs(docs)]

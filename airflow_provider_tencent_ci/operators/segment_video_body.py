@@ -6,11 +6,18 @@ Rerun safety (a retried or cleared task never submits a second job while the fir
    run id and map index), appended to the user's own ``user_data`` within CI's 1024-character limit.
 2. Where Airflow offers ``task_state_store`` (3.3+), the job id is stored right after submit.
 3. Before submitting, the operator looks at the stored job id and lists recent SegmentVideoBody jobs of the bucket
-   (creation time within ``reattach_lookback``) carrying the same marker: Submitted/Running/Pause -> reattach;
-   Success with its output object present -> return it; Failed/Cancel (or no match) -> submit anew.
+   on the AI queues (``queueType=AIProcess``) with the same input object (``inputObject``, a documented exact match,
+   cn 460/84766) and creation time within ``reattach_lookback``, and keeps those carrying the same marker:
+   Submitted/Running/Pause -> reattach; Success with its output object present -> return it; Failed/Cancel (or no
+   match) -> submit anew.
+4. When that lookup itself fails (after the hook's retries of transient errors), nothing is submitted: the task
+   fails with :class:`RerunLookupError`, naming the lookup's error. Not knowing whether a job already runs must
+   never become a second paid job; the next try looks again.
 
 Step 3 closes the window ResumableJobMixin documents (a worker dying between submit and persist), because the
-marker travels with the job itself.
+marker travels with the job itself. The lookup takes no queue id: SubmitJob names no queue (seed
+``ci-segment-video-body-submit-job.txt``: CI puts the job on the bucket's AI queue), so a user-given queue id could
+only hide the earlier job.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from airflow.exceptions import AirflowException
 
 from airflow_provider_tencent_ci.common.config import default_deferrable
 from airflow_provider_tencent_ci.constants import (
+    AI_QUEUE_TYPE,
     DEFAULT_CONN_ID,
     JOB_ACTIVE_STATES,
     JOB_FAILED_STATES,
@@ -33,7 +41,7 @@ from airflow_provider_tencent_ci.constants import (
     SEGMENT_VIDEO_BODY_TAG,
     JobState,
 )
-from airflow_provider_tencent_ci.exceptions import ParameterValidationError, TencentCloudError
+from airflow_provider_tencent_ci.exceptions import TencentCloudError
 from airflow_provider_tencent_ci.jobs.callbacks import check_callback_base_url
 from airflow_provider_tencent_ci.jobs.outcome import (
     JobOutcome,
@@ -67,6 +75,7 @@ __all__ = [
     "IDEMPOTENCY_MARKER_LEN",
     "IDEMPOTENCY_PREFIX",
     "USER_DATA_USER_MAX_LEN",
+    "RerunLookupError",
     "SegmentVideoBodyOperator",
     "build_svb_request",
 ]
@@ -74,6 +83,29 @@ __all__ = [
 _IDEM_RE = re.compile(r"airflow-idem:([0-9a-f]{16})")
 TASK_STATE_JOB_KEY = "tencent_ci_job_id"
 REATTACH_MAX_PAGES = 20
+
+
+class RerunLookupError(TencentCloudError):
+    """The look-up for an earlier job of this task failed, so no job was submitted (a rerun never pays twice)."""
+
+    @classmethod
+    def from_error(cls, err: TencentCloudError, job_bucket: str) -> RerunLookupError:
+        message = (
+            f"could not check whether an earlier try of this task already submitted a CI job in {job_bucket} "
+            f"({err.message}). No job was submitted: submitting without knowing could pay for the same work twice. "
+            "Retry the task once CI answers again (transient errors were already retried); if the error persists, "
+            "fix its cause (e.g. the key needs permission to list and describe CI jobs), or set "
+            "reattach_lookback=0 to skip the job-list lookup and accept the risk of a duplicate job."
+        )
+        error = cls(
+            message,
+            code=err.code,
+            request_id=err.request_id,
+            status_code=err.status_code,
+            operation=err.operation,
+        )
+        error.retryable = err.retryable
+        return error
 
 
 def build_svb_request(values: Mapping[str, Any], *, skip_templated: bool = False) -> dict[str, Any]:
@@ -237,9 +269,7 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
     def execute(self, context: Context) -> Any:
         request = build_svb_request(self._values())  # again, after rendering
         hook = self._hook()
-        region = hook.region
-        if not region:
-            raise ParameterValidationError("region", region, "set region or the connection extra 'region'")
+        region = self.resolved_region()
         with_listener = self.use_callback_listener and self.deferrable and self.wait_for_completion
         from airflow_provider_tencent_ci.triggers import callback_listener  # not at DAG parse time
 
@@ -253,7 +283,10 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
         ti = context["ti"]
         idem = idempotency_key(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
 
-        existing = self._find_existing_job(context, hook, bucket, idem, output_bucket, output_region)
+        try:
+            existing = self._find_existing_job(context, hook, bucket, idem, output_bucket, output_region)
+        except TencentCloudError as err:
+            raise RerunLookupError.from_error(err, bucket) from err
         if existing is not None and existing.get("State") == JobState.SUCCESS.value:
             self._job_id = str(existing["JobId"])
             self._persist_link(context, bucket, region)
@@ -303,8 +336,7 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
     def _mask_callback_secrets(hook: CIHook, *secrets: str) -> None:
         """Register the callback nonce and token with Airflow's secret masker and the SDK loggers' redaction."""
         for secret in secrets:
-            # TODO(lead): a public hook method (e.g. mask_secret) would make this cross-layer call explicit.
-            hook._mask(secret)
+            hook.mask_secret(secret)
 
     def _defer(self, bucket: str, region: str, nonce: str | None) -> None:
         from airflow_provider_tencent_ci.triggers.ci_job import CIJobCallbackTrigger, CIJobTrigger, deadline_from
@@ -400,7 +432,6 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
             start = datetime.now(timezone.utc) - timedelta(seconds=self.reattach_lookback)
             next_token = ""
             for _ in range(REATTACH_MAX_PAGES):
-                # TODO(lead): pass input_object=self.input_object once CIHook.list_jobs takes it (issue 12 item 1).
                 page = hook.list_jobs(
                     bucket,
                     SEGMENT_VIDEO_BODY_TAG,
@@ -408,6 +439,8 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
                     size=JOB_LIST_MAX_SIZE,
                     next_token=next_token,
                     order_by_time="Desc",
+                    queue_type=AI_QUEUE_TYPE,
+                    input_object=self._input_filter(),
                 )
                 for job in page.jobs:
                     if job_idempotency_key(job) == idem:
@@ -435,21 +468,28 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
             self.log.info("Earlier CI job(s) %s of this task ended Failed/Cancel: submitting anew", failed)
         return None
 
+    def _input_filter(self) -> str | None:
+        """The list query's ``inputObject``: the key submitted as Input.Object.
+
+        A key given with a leading '/' is sent unfiltered: CI documents an exact match but not whether it compares
+        with the key as given or as stored (COS keys drop the '/'; the emulator stores it so), and a filter that
+        missed the earlier job would pay twice.
+        """
+        return None if self.input_object.startswith("/") else self.input_object
+
     def _output_exists(self, job: Mapping[str, Any], output_bucket: str, output_region: str) -> bool:
         operation = job.get("Operation") if isinstance(job.get("Operation"), Mapping) else {}
         output = operation.get("Output") if isinstance(operation, Mapping) else None
         output = output if isinstance(output, Mapping) else {}
         key = output.get("Object") or self.output_object
-        try:
-            hook = self._hook(region=str(output.get("Region") or output_region))
-            return hook.head_object(str(output.get("Bucket") or output_bucket), str(key)) is not None
-        except TencentCloudError as err:
-            self.log.warning("Could not check the earlier job's output: %s", err)
-            return False
+        # An error here is a failed lookup (RerunLookupError), never "the output is gone": that would pay twice.
+        hook = self._hook(region=str(output.get("Region") or output_region))
+        return hook.head_object(str(output.get("Bucket") or output_bucket), str(key)) is not None
 
     def _persist_link(self, context: Context, bucket: str, region: str) -> None:
         try:
-            CIJobLink.persist(context, bucket=bucket, region=region, job_id=self._job_id)
+            view = self._hook().config.console_base_url
+            CIJobLink.persist(context, bucket=bucket, region=region, job_id=self._job_id, console_base_url=view)
         except Exception as err:  # a link must never fail the task
             self.log.debug("Could not persist the CI job link: %s", err)
 

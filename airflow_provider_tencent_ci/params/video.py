@@ -165,6 +165,18 @@ def _listener_excludes(values: Values) -> None:
 
 _OP = "Operation.SegmentVideoBody"
 
+
+def _one_of(name: str, choices: tuple[str, ...], wire: str) -> Param:
+    """A documented enum of the SubmitJob request."""
+    return Param(name, lambda n, v: check_choice(n, v, choices), f"one of {', '.join(choices)}", SEED_SVB, wire=wire)
+
+
+def _color_param(name: str) -> Param:
+    """A 0..255 colour component or threshold of ``Operation.SegmentVideoBody`` (``remove_red`` -> RemoveRed)."""
+    rule = f"an integer in {SVB_COLOR_MIN}..{SVB_COLOR_MAX}"
+    return Param(name, _color, rule, SEED_SVB, wire=f"{_OP}.{name.title().replace('_', '')}")
+
+
 SVB_SPEC = ParamSpec(
     "SegmentVideoBodyOperator",
     (
@@ -180,30 +192,9 @@ SVB_SPEC = ParamSpec(
         Param("output_object", check_object_key, "a non-empty key, not ending in '/'", SEED_SVB, required=True),
         Param("output_bucket", check_non_empty_str, "a non-empty bucket name (default: bucket)", SEED_SVB),
         Param("output_region", check_non_empty_str, "a non-empty region (default: the region)", SEED_SVB),
-        Param(
-            "mode",
-            lambda n, v: check_choice(n, v, SVB_MODES),
-            f"one of {', '.join(SVB_MODES)}",
-            SEED_SVB,
-            wire=f"{_OP}.Mode",
-        ),
-        Param(
-            "segment_type",
-            lambda n, v: check_choice(n, v, SVB_SEGMENT_TYPES),
-            f"one of {', '.join(SVB_SEGMENT_TYPES)}",
-            SEED_SVB,
-            wire=f"{_OP}.SegmentType",
-        ),
-        *(
-            Param(
-                n,
-                _color,
-                f"an integer in {SVB_COLOR_MIN}..{SVB_COLOR_MAX}",
-                SEED_SVB,
-                wire=f"{_OP}.{n.title().replace('_', '')}",
-            )
-            for n in BACKGROUND_COLORS
-        ),
+        _one_of("mode", SVB_MODES, f"{_OP}.Mode"),
+        _one_of("segment_type", SVB_SEGMENT_TYPES, f"{_OP}.SegmentType"),
+        *(_color_param(n) for n in BACKGROUND_COLORS),
         Param(
             "background_logo_url",
             check_non_empty_str,
@@ -211,23 +202,8 @@ SVB_SPEC = ParamSpec(
             SEED_SVB,
             wire=f"{_OP}.BackgroundLogoUrl",
         ),
-        Param(
-            "binary_threshold",
-            _color,
-            f"an integer in {SVB_COLOR_MIN}..{SVB_COLOR_MAX}",
-            SEED_SVB,
-            wire=f"{_OP}.BinaryThreshold",
-        ),
-        *(
-            Param(
-                n,
-                _color,
-                f"an integer in {SVB_COLOR_MIN}..{SVB_COLOR_MAX}",
-                SEED_SVB,
-                wire=f"{_OP}.{n.title().replace('_', '')}",
-            )
-            for n in REMOVE_COLORS
-        ),
+        _color_param("binary_threshold"),
+        *(_color_param(n) for n in REMOVE_COLORS),
         Param(
             "user_data",
             _user_data,
@@ -239,20 +215,8 @@ SVB_SPEC = ParamSpec(
             "job_level", _job_level, f"one of {', '.join(map(str, JOB_LEVELS))}", SEED_SVB, wire="Operation.JobLevel"
         ),
         Param("callback_url", _callback_url, "an http(s) URL, or 'no'", SEED_SVB, wire="CallBack"),
-        Param(
-            "callback_format",
-            lambda n, v: check_choice(n, v, CALLBACK_FORMATS),
-            f"one of {', '.join(CALLBACK_FORMATS)}",
-            SEED_SVB,
-            wire="CallBackFormat",
-        ),
-        Param(
-            "callback_type",
-            lambda n, v: check_choice(n, v, CALLBACK_TYPES),
-            f"one of {', '.join(CALLBACK_TYPES)}",
-            SEED_SVB,
-            wire="CallBackType",
-        ),
+        _one_of("callback_format", CALLBACK_FORMATS, "CallBackFormat"),
+        _one_of("callback_type", CALLBACK_TYPES, "CallBackType"),
         Param(
             "callback_mq_config",
             _mq_config,

@@ -149,6 +149,7 @@ class SegmentVideoBodyJobSensor(TencentCloudBaseSensor["CIHook"]):
     def _persist_link(self, context: Context, hook: CIHook) -> None:
         # A link must never fail the task (hook.region/bucket_name may need the connection).
         try:
-            CIJobLink.persist(context, bucket=hook.bucket_name(self.bucket), region=hook.region, job_id=self.job_id)
+            bucket, view = hook.bucket_name(self.bucket), hook.config.console_base_url
+            CIJobLink.persist(context, bucket=bucket, region=hook.region, job_id=self.job_id, console_base_url=view)
         except Exception as err:
             self.log.debug("Could not persist the CI job link: %s", err)

@@ -29,13 +29,17 @@ with DAG(
 ) as dag:
     create = S3CreateObjectOperator(task_id="create", s3_bucket=BUCKET, s3_key="in/a.txt", data="x")
     copy = S3CopyObjectOperator(
-        task_id="copy", source_bucket_name=BUCKET, source_bucket_key="in/a.txt",
-        dest_bucket_name=BUCKET, dest_bucket_key="out/a.txt",
+        task_id="copy",
+        source_bucket_name=BUCKET,
+        source_bucket_key="in/a.txt",
+        dest_bucket_name=BUCKET,
+        dest_bucket_key="out/a.txt",
     )
     listing = S3ListOperator(task_id="list", bucket=BUCKET, prefix="out/")
     key = S3KeySensor(task_id="key", bucket_name=BUCKET, bucket_key="out/a.txt", deferrable=True)
-    glue = GlueJobOperator(task_id="glue", job_name="bench-job", script_location=f"s3://{BUCKET}/job.py",
-                           deferrable=True)
+    glue = GlueJobOperator(
+        task_id="glue", job_name="bench-job", script_location=f"s3://{BUCKET}/job.py", deferrable=True
+    )
     glue_wait = GlueJobSensor(task_id="glue_wait", job_name="bench-job", run_id="{{ ti.xcom_pull('glue') }}")
     delete = S3DeleteObjectsOperator(task_id="delete", bucket=BUCKET, keys=["in/a.txt", "out/a.txt"])
     create >> copy >> listing >> key >> glue >> glue_wait >> delete

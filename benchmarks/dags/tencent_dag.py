@@ -35,13 +35,19 @@ with DAG(
         task_id="portrait", bucket=BUCKET, source_prefix="in/portraits/", output_key="out/portraits/{stem}.png"
     )
     goods = GoodsMattingOperator(
-        task_id="goods", bucket=BUCKET, source_keys=["in/goods/a.jpg", "in/goods/b.jpg"],
+        task_id="goods",
+        bucket=BUCKET,
+        source_keys=["in/goods/a.jpg", "in/goods/b.jpg"],
         output_key="out/goods/{stem}.png",
     )
     beauty = FaceBeautyOperator(task_id="beauty", bucket=BUCKET, source_key="in/face.jpg", output_key="out/face.jpg")
     parts = SegmentPortraitPartsOperator(
-        task_id="parts", bucket=BUCKET, source_key="in/face.jpg", parts=["Hair", "Face"],
-        portrait_output_key="out/parts/portrait.png", mask_output_key="out/parts/mask.png",
+        task_id="parts",
+        bucket=BUCKET,
+        source_key="in/face.jpg",
+        parts=["Hair", "Face"],
+        portrait_output_key="out/parts/portrait.png",
+        mask_output_key="out/parts/mask.png",
     )
     video = SegmentVideoBodyOperator(
         task_id="video", bucket=BUCKET, input_object="in/clip.mp4", output_object="out/clip.mp4", deferrable=True

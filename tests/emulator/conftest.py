@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from airflow_provider_tencent_ci.emulator import Emulator
+from tests.emulator.jobs_support import Receiver
 
 BUCKET = "examplebucket-1250000000"
 
@@ -26,3 +28,11 @@ def cos(emu: Emulator) -> Any:
 @pytest.fixture
 def cos_sts(emu: Emulator) -> Any:
     return emu.cos_client(sts=True)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A loopback HTTP server that records the callbacks the job engine sends."""
+    r = Receiver()
+    yield r
+    r.close()

@@ -5,7 +5,6 @@ Bodies are parsed here with plain parsers (json, ElementTree), never the provide
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -14,13 +13,6 @@ import pytest
 
 from airflow_provider_tencent_ci.emulator import CosError, Emulator
 from tests.emulator.jobs_support import BUCKET, INPUT, Receiver, describe, job_request, list_ids, submit, wait_for
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
 
 
 @pytest.fixture

@@ -182,6 +182,9 @@ def test_async_job_calls_inside_an_event_loop(emu: Any) -> None:
 def test_bad_input_fails_locally_before_any_request(hook: CIHook, emu: Any) -> None:
     with pytest.raises(ParameterValidationError, match="job_ids"):
         hook.get_jobs(BUCKET, [])
+    for bad_id in ("a1,a2", "a1/x", "a1?x", "a" * 65):  # the one job-id rule (jobs.ids.is_job_id)
+        with pytest.raises(ParameterValidationError, match=r"job_ids.*A-Z a-z 0-9 _ -"):
+            hook.get_jobs(BUCKET, bad_id)
     with pytest.raises(ParameterValidationError, match="size"):
         hook.list_jobs(BUCKET, "SegmentVideoBody", size=101)
     with pytest.raises(ParameterValidationError, match="order_by_time"):

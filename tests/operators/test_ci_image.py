@@ -32,8 +32,11 @@ from tests.operators.image_support import (
 
 MATTING = [PortraitMattingOperator, GoodsMattingOperator]
 ALL_OPS = [PortraitMattingOperator, GoodsMattingOperator, FaceBeautyOperator]
-PROCESS = {PortraitMattingOperator: "AIPortraitMatting", GoodsMattingOperator: "GoodsMatting",
-           FaceBeautyOperator: "AIFaceBeauty"}
+PROCESS = {
+    PortraitMattingOperator: "AIPortraitMatting",
+    GoodsMattingOperator: "GoodsMatting",
+    FaceBeautyOperator: "AIFaceBeauty",
+}
 
 
 def _dag(dag_id: str) -> DAG:
@@ -71,12 +74,11 @@ def test_cloud_mode_writes_result_to_cos(tencent_conn: Any, op_cls: type) -> Non
     assert doc["size"] == len(rec.data)
     assert doc["request_id"]
     assert doc["process"] == PROCESS[op_cls]
-    assert paid(emu) == {"ImageProcess": 1, "PicOperationsUpload": 0, "CIProcess": 0,
-                         "SegmentCustomizedPortraitPic": 0}
-    # The console link was persisted at execute time and rendered into the link XCom by Airflow.
+    assert paid(emu) == {"ImageProcess": 1, "PicOperationsUpload": 0, "CIProcess": 0, "SegmentCustomizedPortraitPic": 0}
+    # The link was persisted at execute time and rendered into the link XCom by Airflow: the emulator connection
+    # has console_base_url, so it opens the output in the emulator's view (test_links.py covers both kinds).
     link = xcom(dr, "process", key="_link_COSObjectLink")
-    assert link.startswith("https://console.cloud.tencent.com/cos/bucket?bucket=examplebucket-1250000000")
-    assert "path=%2Fout%2F2024-01-01%2F" in link
+    assert link == f"{emu.console_base_url}/objects/{BUCKET}/{key}"
 
 
 @pytest.mark.parametrize("op_cls", MATTING, ids=lambda c: c.__name__)
@@ -84,8 +86,14 @@ def test_cloud_mode_padding_and_centering_change_the_image(tencent_conn: Any, op
     emu = tencent_conn
     emu.put_object(BUCKET, "in/item.png", subject_png())
     with _dag(f"ci_pad_{op_cls.__name__}") as dag:
-        op_cls(task_id="process", bucket=BUCKET, source_key="in/item.png", output_key="padded/{name}",
-               padding_layout=(10, 4), center_layout=1)
+        op_cls(
+            task_id="process",
+            bucket=BUCKET,
+            source_key="in/item.png",
+            output_key="padded/{name}",
+            padding_layout=(10, 4),
+            center_layout=1,
+        )
     dr = run_dag(dag, logical_date=START)
     assert state(dr, "process") == "success"
     img = open_image(emu.get_object(BUCKET, "padded/item.png").data)
@@ -98,8 +106,15 @@ def test_face_beauty_parameters_reach_the_service(tencent_conn: Any) -> None:
     emu = tencent_conn
     emu.put_object(BUCKET, "in/face.png", subject_png())
     with _dag("ci_beauty_params") as dag:
-        FaceBeautyOperator(task_id="process", bucket=BUCKET, source_key="in/face.png", output_key="b/{stem}.png",
-                           strength="{{ params.strength }}", ignore_error=1, params={"strength": 0.8})
+        FaceBeautyOperator(
+            task_id="process",
+            bucket=BUCKET,
+            source_key="in/face.png",
+            output_key="b/{stem}.png",
+            strength="{{ params.strength }}",
+            ignore_error=1,
+            params={"strength": 0.8},
+        )
     dr = run_dag(dag, logical_date=START)
     assert state(dr, "process") == "success"
     before = open_image(subject_png()).convert("RGB")
@@ -113,8 +128,9 @@ def test_output_bucket(tencent_conn: Any) -> None:
     other = emu.create_bucket("results")
     emu.put_object(BUCKET, "in/p.png", subject_png())
     with _dag("ci_output_bucket") as dag:
-        PortraitMattingOperator(task_id="process", bucket=BUCKET, source_key="in/p.png", output_key="m/{stem}.png",
-                                output_bucket="results")  # the appid is appended from the connection
+        PortraitMattingOperator(
+            task_id="process", bucket=BUCKET, source_key="in/p.png", output_key="m/{stem}.png", output_bucket="results"
+        )  # the appid is appended from the connection
     dr = run_dag(dag, logical_date=START)
     assert state(dr, "process") == "success"
     assert emu.get_object(other, "m/p.png") is not None
@@ -129,8 +145,14 @@ def test_upload_mode_stores_original_and_result(tencent_conn: Any, op_cls: type,
     local = tmp_path / "shot.png"
     local.write_bytes(subject_png())
     with _dag(f"ci_upload_{op_cls.__name__}") as dag:
-        op_cls(task_id="process", mode="upload", bucket=BUCKET, source_path=str(local),
-               upload_key="originals/{name}", output_key="results/{stem}.png")
+        op_cls(
+            task_id="process",
+            mode="upload",
+            bucket=BUCKET,
+            source_path=str(local),
+            upload_key="originals/{name}",
+            output_key="results/{stem}.png",
+        )
     dr = run_dag(dag, logical_date=START)
     assert state(dr, "process") == "success"
     assert emu.get_object(BUCKET, "originals/shot.png").data == local.read_bytes()
@@ -153,8 +175,13 @@ def test_download_mode_to_local_file(tencent_conn: Any, op_cls: type, tmp_path: 
     emu.put_object(BUCKET, "in/d.png", subject_png())
     out_dir = tmp_path / "out"
     with _dag(f"ci_download_{op_cls.__name__}") as dag:
-        op_cls(task_id="process", mode="download", bucket=BUCKET, source_key="in/d.png",
-               output_path=str(out_dir / "{stem}-result.png"))
+        op_cls(
+            task_id="process",
+            mode="download",
+            bucket=BUCKET,
+            source_key="in/d.png",
+            output_path=str(out_dir / "{stem}-result.png"),
+        )
     dr = run_dag(dag, logical_date=START)
     assert state(dr, "process") == "success"
     target = out_dir / "d-result.png"
@@ -174,8 +201,9 @@ def test_download_mode_to_cos_key(tencent_conn: Any) -> None:
     emu = tencent_conn
     emu.put_object(BUCKET, "in/d.png", subject_png())
     with _dag("ci_download_cos") as dag:
-        GoodsMattingOperator(task_id="process", mode="download", bucket=BUCKET, source_key="in/d.png",
-                             output_key="dl/{stem}.png")
+        GoodsMattingOperator(
+            task_id="process", mode="download", bucket=BUCKET, source_key="in/d.png", output_key="dl/{stem}.png"
+        )
     dr = run_dag(dag, logical_date=START)
     assert state(dr, "process") == "success"
     rec = emu.get_object(BUCKET, "dl/d.png")
@@ -192,8 +220,9 @@ def test_download_mode_from_detect_url(tencent_conn: Any, tmp_path: Path) -> Non
     emu.put_object(BUCKET, "public/web.png", subject_png())
     url = f"http://{BUCKET}.cos.ap-guangzhou.myqcloud.com/public/web.png"
     with _dag("ci_detect_url") as dag:
-        PortraitMattingOperator(task_id="process", mode="download", bucket=BUCKET, detect_url=url,
-                                output_path=str(tmp_path / "{name}"))
+        PortraitMattingOperator(
+            task_id="process", mode="download", bucket=BUCKET, detect_url=url, output_path=str(tmp_path / "{name}")
+        )
     dr = run_dag(dag, logical_date=START)
     assert state(dr, "process") == "success"
     _check_output(PortraitMattingOperator, (tmp_path / "web.png").read_bytes())
@@ -207,8 +236,14 @@ def test_download_failure_leaves_no_partial_file(tencent_conn: Any, tmp_path: Pa
     target = tmp_path / "bad.png"
     target.write_bytes(b"previous result")
     with _dag("ci_download_fail") as dag:
-        PortraitMattingOperator(task_id="process", mode="download", bucket=BUCKET, source_key="in/bad.png",
-                                output_path=str(tmp_path / "{name}"), retries=0)
+        PortraitMattingOperator(
+            task_id="process",
+            mode="download",
+            bucket=BUCKET,
+            source_key="in/bad.png",
+            output_path=str(tmp_path / "{name}"),
+            retries=0,
+        )
     dr = run_dag(dag, logical_date=START)
     assert state(dr, "process") == "failed"
     assert target.read_bytes() == b"previous result"
@@ -220,8 +255,13 @@ def test_output_placeholders() -> None:
     from airflow_provider_tencent_ci.operators._batch import SourceItem, fill_template, placeholders
 
     item = SourceItem("cos", bucket=BUCKET, key="in/2024/cat.photo.jpg")
-    assert placeholders(item) == {"key": "in/2024/cat.photo.jpg", "name": "cat.photo.jpg", "stem": "cat.photo",
-                                  "ext": "jpg", "dir": "in/2024"}
+    assert placeholders(item) == {
+        "key": "in/2024/cat.photo.jpg",
+        "name": "cat.photo.jpg",
+        "stem": "cat.photo",
+        "ext": "jpg",
+        "dir": "in/2024",
+    }
     assert fill_template("out/{dir}/{stem}.{ext}.png", item) == "out/in/2024/cat.photo.jpg.png"
     assert placeholders(SourceItem("local", path="/tmp/x/README"))["ext"] == ""
     assert placeholders(SourceItem("url", url="https://h.example/a/b.png?x=1"))["key"] == "a/b.png"
@@ -231,8 +271,10 @@ def test_console_link_format() -> None:
     from airflow_provider_tencent_ci.links.cos import COSObjectLink, common_folder
 
     url = COSObjectLink.format_url(bucket=BUCKET, key="a b/c/d.png", region="ap-guangzhou")
-    assert url == ("https://console.cloud.tencent.com/cos/bucket?bucket=examplebucket-1250000000"
-                   "&region=ap-guangzhou&path=%2Fa%20b%2Fc%2F")
+    assert url == (
+        "https://console.cloud.tencent.com/cos/bucket?bucket=examplebucket-1250000000"
+        "&region=ap-guangzhou&path=%2Fa%20b%2Fc%2F"
+    )
     assert common_folder(["x/y/1.png", "x/y/z/2.png", "x/y/3.png"]) == "x/y/"
     assert common_folder(["a.png", "b/c.png"]) == ""
 
@@ -251,8 +293,9 @@ def test_openlineage_datasets_without_the_openlineage_provider(tencent_conn: Any
     emu = tencent_conn
     emu.put_object(BUCKET, "lin/a.png", subject_png())
     emu.put_object(BUCKET, "lin/b.png", subject_png())
-    op = PortraitMattingOperator(task_id="lineage", bucket=BUCKET, source_prefix="lin/",
-                                 output_key="lin-out/{stem}.png")
+    op = PortraitMattingOperator(
+        task_id="lineage", bucket=BUCKET, source_prefix="lin/", output_key="lin-out/{stem}.png"
+    )
     ti = _RecordingTI()
     docs = op.execute({"ti": ti})  # type: ignore[arg-type]
     assert [d["status"] for d in docs] == ["processed", "processed"]
@@ -260,7 +303,12 @@ def test_openlineage_datasets_without_the_openlineage_provider(tencent_conn: Any
         "inputs": [(f"cos://{BUCKET}", "lin/a.png"), (f"cos://{BUCKET}", "lin/b.png")],
         "outputs": [(f"cos://{BUCKET}", "lin-out/a.png"), (f"cos://{BUCKET}", "lin-out/b.png")],
     }
-    assert ti.pushed["cos_object"] == {"bucket": BUCKET, "key": "lin-out/", "region": "ap-guangzhou"}
+    assert ti.pushed["cos_object"] == {
+        "bucket": BUCKET,
+        "key": "lin-out/",
+        "region": "ap-guangzhou",
+        "console_base_url": emu.console_base_url,
+    }
     try:
         import airflow.providers.openlineage  # noqa: F401
     except ImportError:

@@ -74,8 +74,11 @@ def _kwargs(overrides: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
-@pytest.mark.parametrize(("op_cls", "overrides", "param", "rule"), STATIC_CASES,
-                         ids=[f"{c[0].__name__}-{c[2]}-{i}" for i, c in enumerate(STATIC_CASES)])
+@pytest.mark.parametrize(
+    ("op_cls", "overrides", "param", "rule"),
+    STATIC_CASES,
+    ids=[f"{c[0].__name__}-{c[2]}-{i}" for i, c in enumerate(STATIC_CASES)],
+)
 def test_static_problem_fails_at_dag_parse(
     tencent_conn: Any, op_cls: type, overrides: dict[str, Any], param: str, rule: str
 ) -> None:
@@ -89,11 +92,24 @@ def test_static_problem_fails_at_dag_parse(
 
 def test_templated_values_are_not_checked_at_parse() -> None:
     with DAG("ci_templated_ok", schedule=None, start_date=START):
-        PortraitMattingOperator(task_id="a", bucket="{{ params.b }}", source_key="{{ params.k }}",
-                                output_key="{{ params.o }}", center_layout="{{ params.c }}",
-                                padding_layout=("{{ params.dx }}", 3), mode="{{ params.m }}")
-        FaceBeautyOperator(task_id="b", bucket=BUCKET, source_key="k.png", output_key="o.png",
-                           strength="{{ params.s }}", ignore_error="{{ params.i }}", max_concurrency="{{ params.n }}")
+        PortraitMattingOperator(
+            task_id="a",
+            bucket="{{ params.b }}",
+            source_key="{{ params.k }}",
+            output_key="{{ params.o }}",
+            center_layout="{{ params.c }}",
+            padding_layout=("{{ params.dx }}", 3),
+            mode="{{ params.m }}",
+        )
+        FaceBeautyOperator(
+            task_id="b",
+            bucket=BUCKET,
+            source_key="k.png",
+            output_key="o.png",
+            strength="{{ params.s }}",
+            ignore_error="{{ params.i }}",
+            max_concurrency="{{ params.n }}",
+        )
 
 
 # (operator, overrides with a template, params that render a bad value, parameter named)
@@ -107,26 +123,51 @@ RENDERED_CASES = [
     (P, {"output_key": "{{ params.v }}"}, {"v": "folder/"}, "output_key"),
     (P, {"max_concurrency": "{{ params.v }}"}, {"v": 0}, "max_concurrency"),
     (P, {"if_exists": "{{ params.v }}"}, {"v": "never"}, "if_exists"),
-    (P, {"source_key": None, "source_prefix": "in/", "modified_after": "{{ params.v }}"}, {"v": "soon"},
-     "modified_after"),
-    (P, {"source_key": None, "source_prefix": "in/", "modified_after": "{{ params.v }}",
-         "modified_before": "2023-01-01T00:00:00+00:00"}, {"v": "2024-01-01T00:00:00+00:00"}, "modified_before"),
-    (P, {"source_key": None, "source_keys": ["a/x.png", "b/x.png"], "output_key": "{{ params.v }}/{name}"},
-     {"v": "flat"}, "output_key"),
-    (P, {"source_key": None, "mode": "download", "detect_url": "{{ params.v }}", "output_key": "o.png"},
-     {"v": "file:///etc/passwd"}, "detect_url"),
+    (
+        P,
+        {"source_key": None, "source_prefix": "in/", "modified_after": "{{ params.v }}"},
+        {"v": "soon"},
+        "modified_after",
+    ),
+    (
+        P,
+        {
+            "source_key": None,
+            "source_prefix": "in/",
+            "modified_after": "{{ params.v }}",
+            "modified_before": "2023-01-01T00:00:00+00:00",
+        },
+        {"v": "2024-01-01T00:00:00+00:00"},
+        "modified_before",
+    ),
+    (
+        P,
+        {"source_key": None, "source_keys": ["a/x.png", "b/x.png"], "output_key": "{{ params.v }}/{name}"},
+        {"v": "flat"},
+        "output_key",
+    ),
+    (
+        P,
+        {"source_key": None, "mode": "download", "detect_url": "{{ params.v }}", "output_key": "o.png"},
+        {"v": "file:///etc/passwd"},
+        "detect_url",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("op_cls", "overrides", "params", "param"), RENDERED_CASES,
-                         ids=[f"{c[0].__name__}-{c[3]}-{i}" for i, c in enumerate(RENDERED_CASES)])
+@pytest.mark.parametrize(
+    ("op_cls", "overrides", "params", "param"),
+    RENDERED_CASES,
+    ids=[f"{c[0].__name__}-{c[3]}-{i}" for i, c in enumerate(RENDERED_CASES)],
+)
 def test_rendered_problem_fails_before_any_request(
     tencent_conn: Any, op_cls: type, overrides: dict[str, Any], params: dict[str, Any], param: str
 ) -> None:
     emu = tencent_conn
     emu.put_object(BUCKET, "in/a.png", subject_png())
-    with DAG(f"ci_bad_rendered_{param.replace('[', '').replace(']', '')}", schedule=None, start_date=START,
-             params=params) as dag:
+    with DAG(
+        f"ci_bad_rendered_{param.replace('[', '').replace(']', '')}", schedule=None, start_date=START, params=params
+    ) as dag:
         op = op_cls(task_id="process", retries=0, **_kwargs(overrides))
     dr = run_dag(dag, logical_date=START)
     assert state(dr, "process") == "failed"

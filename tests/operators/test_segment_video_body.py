@@ -65,8 +65,10 @@ def _op(**kw: Any) -> SegmentVideoBodyOperator:
         ({"remove_green": 5}, "remove_green"),  # HumanSeg: remove colours do not apply
         ({"mode": "Combination"}, "background_logo_url"),
         (
-            {"mode": "Combination",
-             "background_logo_url": "https://otherbucket-1250000000.cos.ap-guangzhou.myqcloud.com/bg.png"},
+            {
+                "mode": "Combination",
+                "background_logo_url": "https://otherbucket-1250000000.cos.ap-guangzhou.myqcloud.com/bg.png",
+            },
             "background_logo_url",
         ),
         ({"background_logo_url": "bg.png"}, "background_logo_url"),  # only for Combination
@@ -77,8 +79,10 @@ def _op(**kw: Any) -> SegmentVideoBodyOperator:
         ({"callback_format": "YAML"}, "callback_format"),
         ({"callback_type": "Kafka"}, "callback_type"),
         ({"callback_type": "TDMQ"}, "callback_mq_config"),
-        ({"callback_type": "TDMQ", "callback_mq_config": {"MqRegion": "bj", "MqMode": "Pipe", "MqName": "q"}},
-         "callback_mq_config.MqMode"),
+        (
+            {"callback_type": "TDMQ", "callback_mq_config": {"MqRegion": "bj", "MqMode": "Pipe", "MqName": "q"}},
+            "callback_mq_config.MqMode",
+        ),
         ({"callback_mq_config": {"MqRegion": "bj", "MqMode": "Queue", "MqName": "q"}}, "callback_mq_config"),
         ({"use_callback_listener": True, "callback_url": "http://example.com/cb"}, "callback_url"),
         ({"output_object": "out/"}, "output_object"),
@@ -154,7 +158,7 @@ def test_success_returns_jobs_detail(emu: Any, deferrable: bool) -> None:
     assert emu.get_object("examplebucket", "out/person.mp4") is not None
     assert emu.stats.count(operation="CreateJob") == 1
     link = xcom(dr, "svb", key="_link_CIJobLink")
-    assert detail["JobId"] in link and link.startswith("https://console.cloud.tencent.com/ci/")
+    assert link == f"{emu.console_base_url}/jobs/{emu.bucket_name('examplebucket')}/{detail['JobId']}"
     stored = _task_state_job_id(dr)
     if stored is not _NO_STORE:  # Airflow >= 3.3: the job id was persisted right after submit
         assert stored is not None and detail["JobId"] in stored
@@ -217,8 +221,14 @@ def test_failure_carries_ci_code_and_message(emu: Any, outcome: str) -> None:
 
 def test_deferred_failure_event_raises_ci_message() -> None:
     op = _op(deferrable=True)
-    event = {"status": "failed", "job_id": "a1", "state": "Cancel", "code": "Canceled", "message": "user cancel",
-             "job": {"JobId": "a1", "State": "Cancel", "Code": "Canceled", "Message": "user cancel"}}
+    event = {
+        "status": "failed",
+        "job_id": "a1",
+        "state": "Cancel",
+        "code": "Canceled",
+        "message": "user cancel",
+        "job": {"JobId": "a1", "State": "Cancel", "Code": "Canceled", "Message": "user cancel"},
+    }
     with pytest.raises(CIJobFailedError, match="user cancel") as info:
         op.execute_complete({}, event)  # type: ignore[arg-type]
     assert info.value.code == "Canceled"
@@ -309,8 +319,13 @@ def test_deferred_with_callback_listener(emu: Any, fmt: str) -> None:
     import tests.triggers.helpers  # noqa: F401  (sets the [tencent_ci] listener config)
 
     emu.set_job_timing(0.3, 0.3)
-    dag = _dag(f"svb_callback_{fmt}", deferrable=True, use_callback_listener=True, callback_format=fmt,
-               callback_fallback_poll_interval=60)
+    dag = _dag(
+        f"svb_callback_{fmt}",
+        deferrable=True,
+        use_callback_listener=True,
+        callback_format=fmt,
+        callback_fallback_poll_interval=60,
+    )
     dr = run_dag(dag, logical_date=START)
     assert state(dr, "svb") == "success"
     job_id = xcom(dr, "svb")["JobId"]

@@ -23,8 +23,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def private_listener(monkeypatch: pytest.MonkeyPatch, *, read_timeout: float = 1.0, max_body_bytes: int | None = None,
-                     token_key: str | None = TOKEN_KEY) -> Iterator[Any]:
+def private_listener(
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    read_timeout: float = 1.0,
+    max_body_bytes: int | None = None,
+    token_key: str | None = TOKEN_KEY,
+) -> Iterator[Any]:
     """Install a CallbackListener on a free loopback port as the process-wide instance (what ``get_listener`` hands
     to triggers), with a short read deadline so slow clients are cut quickly. ``token_key`` makes tokens MAC'd."""
     from airflow_provider_tencent_ci.triggers import callback_listener as cl
@@ -51,8 +56,9 @@ def private_listener(monkeypatch: pytest.MonkeyPatch, *, read_timeout: float = 1
         monkeypatch.setattr(cl, "_INSTANCE", None)
 
 
-def svb_request(source_key: str, output_key: str, region: str, callback: str | None = None,
-                fmt: str = "XML") -> dict[str, Any]:
+def svb_request(
+    source_key: str, output_key: str, region: str, callback: str | None = None, fmt: str = "XML"
+) -> dict[str, Any]:
     request: dict[str, Any] = {
         "Tag": "SegmentVideoBody",
         "Input": {"Object": source_key},
@@ -67,8 +73,9 @@ def svb_request(source_key: str, output_key: str, region: str, callback: str | N
     return request
 
 
-def submit(conn_id: str, emu: Any, source_key: str, output_key: str, callback: str | None = None,
-           fmt: str = "XML") -> str:
+def submit(
+    conn_id: str, emu: Any, source_key: str, output_key: str, callback: str | None = None, fmt: str = "XML"
+) -> str:
     from airflow_provider_tencent_ci.hooks.ci import CIHook
 
     hook = CIHook(tencentcloud_conn_id=conn_id)

@@ -14,18 +14,21 @@ BUCKET = "examplebucket"
 FULL_BUCKET = "examplebucket-1250000000"
 
 
-def set_conn(monkeypatch: pytest.MonkeyPatch, conn_id: str, login: str | None, password: str | None,
-             extras: dict[str, Any]) -> str:
+def set_conn(
+    monkeypatch: pytest.MonkeyPatch, conn_id: str, login: str | None, password: str | None, extras: dict[str, Any]
+) -> str:
     value = {"conn_type": "tencentcloud", "login": login, "password": password, "extra": extras}
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(value))
     return conn_id
 
 
-def set_emulator_conn(monkeypatch: pytest.MonkeyPatch, emu: Any, conn_id: str, *, sts: bool = True,
-                      **extra: Any) -> str:
+def set_emulator_conn(
+    monkeypatch: pytest.MonkeyPatch, emu: Any, conn_id: str, *, sts: bool = True, **extra: Any
+) -> str:
     cred = emu.credential(sts=sts)
-    return set_conn(monkeypatch, conn_id, cred.secret_id, cred.secret_key,
-                    {**emu.connection_extras(sts=sts), **FAST_RETRY, **extra})
+    return set_conn(
+        monkeypatch, conn_id, cred.secret_id, cred.secret_key, {**emu.connection_extras(sts=sts), **FAST_RETRY, **extra}
+    )
 
 
 def png(width: int = 16, height: int = 16, seed: int = 0) -> bytes:

@@ -129,8 +129,13 @@ def test_hook_surfaces_refusal_without_retry_or_leak(emu: Any, monkeypatch: pyte
     bad_key = "wrong-secret-key-for-this-test-1234"
     extras = {**emu.connection_extras(sts=True), **_support.FAST_RETRY}
     _support.set_conn(monkeypatch, "tc_badkey", emu.credential(sts=True).secret_id, bad_key, extras)
-    _support.set_conn(monkeypatch, "tc_notoken", emu.credential(sts=True).secret_id,
-                      emu.credential(sts=True).secret_key, {**extras, "token": None})
+    _support.set_conn(
+        monkeypatch,
+        "tc_notoken",
+        emu.credential(sts=True).secret_id,
+        emu.credential(sts=True).secret_key,
+        {**extras, "token": None},
+    )
     emu.stats.reset()
     with pytest.raises(TencentCloudAuthError) as info:
         CIHook(tencentcloud_conn_id="tc_badkey").head_object(BUCKET, "a.png")

@@ -20,10 +20,18 @@ BASES: dict[str, dict[str, Any]] = {
     "PortraitMattingOperator": {"bucket": "examplebucket", "source_key": "in/a.png", "output_key": "out/a.png"},
     "GoodsMattingOperator": {"bucket": "examplebucket", "source_key": "in/a.png", "output_key": "out/a.png"},
     "FaceBeautyOperator": {"bucket": "examplebucket", "source_key": "in/a.png", "output_key": "out/a.png"},
-    "SegmentPortraitPartsOperator": {"parts": ["Hair"], "bucket": "examplebucket", "source_key": "in/a.png",
-                                     "portrait_output_key": "out/p-{stem}.png"},
-    "SegmentVideoBodyOperator": {"bucket": "examplebucket", "input_object": "in/v.mp4",
-                                 "output_object": "out/v.mp4", "deferrable": False},
+    "SegmentPortraitPartsOperator": {
+        "parts": ["Hair"],
+        "bucket": "examplebucket",
+        "source_key": "in/a.png",
+        "portrait_output_key": "out/p-{stem}.png",
+    },
+    "SegmentVideoBodyOperator": {
+        "bucket": "examplebucket",
+        "input_object": "in/v.mp4",
+        "output_object": "out/v.mp4",
+        "deferrable": False,
+    },
     "SegmentVideoBodyJobSensor": {"job_id": JOB, "bucket": FULL_BUCKET},
     "CIJobTrigger": {"job_id": JOB, "bucket": FULL_BUCKET},
     "CIJobCallbackTrigger": {"job_id": JOB, "bucket": FULL_BUCKET, "callback_nonce": "n" * 32},
@@ -109,6 +117,10 @@ def test_constraints_doc_in_sync() -> None:
 
 
 def test_catalogue_figures(figures: Any) -> None:
-    figures.record("hostile input: parameter catalogue", constraints=len(TABLE),
-                   cases=sum(len(c.components) for c in TABLE), requests_allowed=0,
-                   cases_not_enforced=sum(len(c.components) for c in TABLE if c.bug))
+    figures.record(
+        "hostile input: parameter catalogue",
+        constraints=len(TABLE),
+        cases=sum(len(c.components) for c in TABLE),
+        requests_allowed=0,
+        cases_not_enforced=sum(len(c.components) for c in TABLE if c.bug),
+    )

@@ -121,5 +121,8 @@ def test_500_images_with_20_percent_faults(emu: Any, monkeypatch: pytest.MonkeyP
 
 def _key_from_label(label: Any) -> str:
     text = str(label or "")
-    return text.split(f"{FULL_BUCKET}/", 1)[-1] if FULL_BUCKET in text else text.rsplit("/", 2)[-2] + "/" + \
-        text.rsplit("/", 1)[-1]
+    return (
+        text.split(f"{FULL_BUCKET}/", 1)[-1]
+        if FULL_BUCKET in text
+        else text.rsplit("/", 2)[-2] + "/" + text.rsplit("/", 1)[-1]
+    )

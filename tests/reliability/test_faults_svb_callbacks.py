@@ -30,24 +30,41 @@ def test_100_jobs_with_30_percent_callback_faults(
 
     emu.put_object(BUCKET, "in/video.mp4", _support.mp4_bytes())
     emu.set_job_timing(3.0, 0.5)  # the triggers are all waiting before the jobs end
-    emu.set_faults(FaultConfig(seed=SEED, callback_drop_rate=0.15, callback_duplicate_rate=0.15,
-                               callback_delay=(0.0, 0.5), callback_reorder=True))
+    emu.set_faults(
+        FaultConfig(
+            seed=SEED,
+            callback_drop_rate=0.15,
+            callback_duplicate_rate=0.15,
+            callback_delay=(0.0, 0.5),
+            callback_reorder=True,
+        )
+    )
     hook = CIHook(tencentcloud_conn_id=fast_conn)
     with _jobs.private_listener(monkeypatch) as listener:
         nonces: dict[str, str] = {}
         for n in range(N_JOBS):
             nonce = cl.new_nonce()
             fmt = "JSON" if n % 2 else "XML"
-            job = hook.submit_job(BUCKET, _jobs.svb_request("in/video.mp4", f"out/{n:03d}.png", emu.region,
-                                                            cl.callback_url(cl.token_for_nonce(nonce)), fmt))
+            job = hook.submit_job(
+                BUCKET,
+                _jobs.svb_request(
+                    "in/video.mp4", f"out/{n:03d}.png", emu.region, cl.callback_url(cl.token_for_nonce(nonce)), fmt
+                ),
+            )
             nonces[str(job["JobId"])] = nonce
         doomed = list(nonces)[:N_FAILED]
         for job_id in doomed:
             emu.force_job_outcome(job_id, "Failed", code="InputFileInvalid", message="emulated failure")
         describe_before = emu.stats.count(operation="DescribeJobs")
         triggers = [
-            CIJobCallbackTrigger(job_id=job_id, bucket=FULL_BUCKET, tencentcloud_conn_id=fast_conn, poll_interval=3.0,
-                                 end_time=time.time() + 120, callback_nonce=nonce)
+            CIJobCallbackTrigger(
+                job_id=job_id,
+                bucket=FULL_BUCKET,
+                tencentcloud_conn_id=fast_conn,
+                poll_interval=3.0,
+                end_time=time.time() + 120,
+                callback_nonce=nonce,
+            )
             for job_id, nonce in nonces.items()
         ]
 

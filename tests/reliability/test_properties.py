@@ -15,10 +15,12 @@ from hypothesis import strategies as st
 from airflow_provider_tencent_ci.exceptions import TencentCloudError
 from tests.reliability._support import BUCKET, FULL_BUCKET
 
-FAST = settings(max_examples=60, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
-IO = settings(max_examples=40, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(
+    max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+IO = settings(
+    max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 # Text XML 1.0 can carry (no control characters, no surrogates).
 xml_text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=40)
@@ -36,17 +38,24 @@ def jobs_detail(draw: Any) -> dict[str, Any]:
         "CreationTime": "2024-01-01T00:00:00+0800",
         "Tag": "SegmentVideoBody",
         "Input": {"Object": draw(xml_text.filter(lambda s: s.strip() != "")), "Region": "ap-guangzhou"},
-        "Operation": {"SegmentVideoBody": {"Mode": draw(st.sampled_from(["Mask", "Foreground"]))},
-                      "UserData": draw(xml_text)},
+        "Operation": {
+            "SegmentVideoBody": {"Mode": draw(st.sampled_from(["Mask", "Foreground"]))},
+            "UserData": draw(xml_text),
+        },
     }
 
 
 # -- callback bodies ------------------------------------------------------------------------------------------
 @FAST
-@given(details=st.lists(jobs_detail(), min_size=1, max_size=4), as_json=st.booleans(), numbers=st.booleans(),
-       single=st.booleans())
-def test_callback_parser_round_trips_ci_bodies(details: list[dict[str, Any]], as_json: bool, numbers: bool,
-                                               single: bool) -> None:
+@given(
+    details=st.lists(jobs_detail(), min_size=1, max_size=4),
+    as_json=st.booleans(),
+    numbers=st.booleans(),
+    single=st.booleans(),
+)
+def test_callback_parser_round_trips_ci_bodies(
+    details: list[dict[str, Any]], as_json: bool, numbers: bool, single: bool
+) -> None:
     from airflow_provider_tencent_ci.emulator.xmlutil import to_xml
     from airflow_provider_tencent_ci.triggers.callback_listener import parse_callback
 
@@ -65,11 +74,18 @@ def test_callback_parser_round_trips_ci_bodies(details: list[dict[str, Any]], as
 
 
 @FAST
-@given(body=st.one_of(st.binary(max_size=300), xml_text.map(str.encode),
-                      st.recursive(st.none() | st.booleans() | st.integers() | xml_text,
-                                   lambda c: st.lists(c, max_size=3) | st.dictionaries(xml_text, c, max_size=3),
-                                   max_leaves=10).map(lambda v: json.dumps(v).encode())),
-       ctype=st.sampled_from(["", "application/xml", "application/json", "text/plain"]))
+@given(
+    body=st.one_of(
+        st.binary(max_size=300),
+        xml_text.map(str.encode),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | xml_text,
+            lambda c: st.lists(c, max_size=3) | st.dictionaries(xml_text, c, max_size=3),
+            max_leaves=10,
+        ).map(lambda v: json.dumps(v).encode()),
+    ),
+    ctype=st.sampled_from(["", "application/xml", "application/json", "text/plain"]),
+)
 def test_callback_parser_never_crashes(body: bytes, ctype: str) -> None:
     from airflow_provider_tencent_ci.triggers.callback_listener import CallbackParseError, parse_callback
 
@@ -102,8 +118,9 @@ def test_jobs_detail_parser_round_trips(details: list[dict[str, Any]], missing: 
 
 @IO
 @given(known=st.integers(0, 12), unknown=st.lists(job_ids, max_size=12, unique=True))
-def test_aget_jobs_partitions_ids_against_the_emulator(emu: Any, fast_conn: str, known: int,
-                                                       unknown: list[str]) -> None:
+def test_aget_jobs_partitions_ids_against_the_emulator(
+    emu: Any, fast_conn: str, known: int, unknown: list[str]
+) -> None:
     """Any mix of existing and unknown ids, over the batch size: every id comes back exactly once, either in jobs
     or in missing (signed by our async signer, verified by the emulator)."""
     from airflow_provider_tencent_ci.hooks.ci import CIHook
@@ -134,11 +151,22 @@ def test_aget_jobs_partitions_ids_against_the_emulator(emu: Any, fast_conn: str,
 
 # -- error bodies -------------------------------------------------------------------------------------------
 @FAST
-@given(status=st.integers(400, 599), code=st.one_of(st.none(), st.sampled_from(
-    ["SlowDown", "InternalError", "AccessDenied", "NoSuchKey", "InvalidArgument", "RequestLimitExceeded"]), xml_text),
-       message=xml_text, garbage=st.binary(max_size=200), well_formed=st.booleans())
-def test_error_bodies_always_map_to_a_tencent_error(status: int, code: str | None, message: str, garbage: bytes,
-                                                    well_formed: bool) -> None:
+@given(
+    status=st.integers(400, 599),
+    code=st.one_of(
+        st.none(),
+        st.sampled_from(
+            ["SlowDown", "InternalError", "AccessDenied", "NoSuchKey", "InvalidArgument", "RequestLimitExceeded"]
+        ),
+        xml_text,
+    ),
+    message=xml_text,
+    garbage=st.binary(max_size=200),
+    well_formed=st.booleans(),
+)
+def test_error_bodies_always_map_to_a_tencent_error(
+    status: int, code: str | None, message: str, garbage: bytes, well_formed: bool
+) -> None:
     from airflow_provider_tencent_ci.emulator.xmlutil import to_xml
     from airflow_provider_tencent_ci.hooks.ci_jobs import reply_error
 
@@ -161,8 +189,11 @@ def test_error_bodies_always_map_to_a_tencent_error(status: int, code: str | Non
 
 # -- UploadResult and signing, end to end -------------------------------------------------------------------
 KEY_CHARS = st.sampled_from([*list("abcXYZ019-_.~ +%?#&=;,:@!$'()*[]"), "é", "中", "文", "😀", "/", "//"])
-object_keys = st.lists(KEY_CHARS, min_size=1, max_size=24).map("".join).filter(
-    lambda k: k.strip("/ ") != "" and not k.endswith("/") and "//" not in k and k not in (".", ".."))
+object_keys = (
+    st.lists(KEY_CHARS, min_size=1, max_size=24)
+    .map("".join)
+    .filter(lambda k: k.strip("/ ") != "" and not k.endswith("/") and "//" not in k and k not in (".", ".."))
+)
 
 
 @IO
@@ -211,5 +242,9 @@ def test_upload_result_lists_every_rule_output(emu: Any, fast_conn: str, keys: l
 
 
 def test_property_figures(figures: Any) -> None:
-    figures.record("properties: parsers and signing (hypothesis)", property_tests=7,
-                   max_examples_parsers=FAST.max_examples, max_examples_through_emulator=IO.max_examples)
+    figures.record(
+        "properties: parsers and signing (hypothesis)",
+        property_tests=7,
+        max_examples_parsers=FAST.max_examples,
+        max_examples_through_emulator=IO.max_examples,
+    )

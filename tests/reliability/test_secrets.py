@@ -16,8 +16,15 @@ from tests.conftest import _HOME, run_dag
 from tests.reliability import _jobs, _support
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
-DAG_TABLES = ("xcom", "rendered_task_instance_fields", "task_instance", "task_instance_history", "dag_run",
-              "serialized_dag", "log")
+DAG_TABLES = (
+    "xcom",
+    "rendered_task_instance_fields",
+    "task_instance",
+    "task_instance_history",
+    "dag_run",
+    "serialized_dag",
+    "log",
+)
 
 
 def _fresh_dags() -> dict[str, Any]:
@@ -64,8 +71,13 @@ def test_no_secret_anywhere_after_failing_example_runs(
     cred = emu.credential(sts=True)
     secrets = {"SecretKey": cred.secret_key, "STS token": cred.token}
     # The default connection every example uses: the STS credential, fast retries.
-    _support.set_conn(monkeypatch, "tencentcloud_default", cred.secret_id, cred.secret_key,
-                      {**emu.connection_extras(sts=True), **_support.FAST_RETRY, "max_attempts": 2})
+    _support.set_conn(
+        monkeypatch,
+        "tencentcloud_default",
+        cred.secret_id,
+        cred.secret_key,
+        {**emu.connection_extras(sts=True), **_support.FAST_RETRY, "max_attempts": 2},
+    )
     from airflow_provider_tencent_ci.hooks.ci import CIHook
 
     hook = CIHook()
@@ -76,8 +88,9 @@ def test_no_secret_anywhere_after_failing_example_runs(
 
     # 1. Daily matting: every ImageProcess answers 500.
     seeded = scenario.seed_daily_inputs(hook, scenario.DEFAULT_BUCKET, portraits=2, goods=1)
-    emu.set_faults(FaultConfig(seed=1, per_operation={
-        "ImageProcess": OperationFaults(error_rate=1.0, errors=("5xx",))}))
+    emu.set_faults(
+        FaultConfig(seed=1, per_operation={"ImageProcess": OperationFaults(error_rate=1.0, errors=("5xx",))})
+    )
     dr = run_dag(dags["tencent_ci_daily_matting"], logical_date=scenario.daily_logical_date(seeded))
     states["daily_matting"] = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
     emu.set_faults(None)
@@ -85,10 +98,16 @@ def test_no_secret_anywhere_after_failing_example_runs(
     # 2. Portrait studio: upload+beauty and matting work, BDA segmentation is throttled on every call.
     paths_dir = tmp_path / "portraits"
     scenario.write_studio_inputs(paths_dir, count=2)
-    emu.set_faults(FaultConfig(seed=2, per_operation={
-        "SegmentCustomizedPortraitPic": OperationFaults(error_rate=1.0, errors=("throttle",))}))
-    dr = run_dag(dags["tencent_ci_portrait_studio"], run_conf={"local_dir": str(paths_dir), "strength": 0.8,
-                                                               "parts": ["Head", "Hair"], "padding": 10})
+    emu.set_faults(
+        FaultConfig(
+            seed=2,
+            per_operation={"SegmentCustomizedPortraitPic": OperationFaults(error_rate=1.0, errors=("throttle",))},
+        )
+    )
+    dr = run_dag(
+        dags["tencent_ci_portrait_studio"],
+        run_conf={"local_dir": str(paths_dir), "strength": 0.8, "parts": ["Head", "Hair"], "padding": 10},
+    )
     states["portrait_studio"] = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
     emu.set_faults(None)
 
@@ -127,8 +146,9 @@ def test_no_secret_anywhere_after_failing_example_runs(
     out, err = capfd.readouterr()
     places: dict[str, str] = {"process output (task and trigger logs)": out + err}
     log_dir = _HOME / "logs"
-    places["log files"] = "\n".join(p.read_text(errors="replace") for p in log_dir.rglob("*") if p.is_file()) \
-        if log_dir.exists() else ""
+    places["log files"] = (
+        "\n".join(p.read_text(errors="replace") for p in log_dir.rglob("*") if p.is_file()) if log_dir.exists() else ""
+    )
     dag_ids = list(dags)
     marks = ", ".join(f":d{n}" for n in range(len(dag_ids)))
     params = {f"d{n}": d for n, d in enumerate(dag_ids)}
@@ -141,8 +161,12 @@ def test_no_secret_anywhere_after_failing_example_runs(
 
         new_triggers = session.query(Trigger).filter(Trigger.id > trigger_before).all()
         places["table trigger (decrypted kwargs)"] = "\n".join(repr(t.kwargs) for t in new_triggers)
-    leaks = [f"{name} in {place}" for place, blob in places.items() for name, value in secrets.items()
-             if value and value in blob]
+    leaks = [
+        f"{name} in {place}"
+        for place, blob in places.items()
+        for name, value in secrets.items()
+        if value and value in blob
+    ]
     sizes = {place: len(blob) for place, blob in places.items()}
     assert sizes["process output (task and trigger logs)"] > 1000, "nothing captured: the check would be void"
     assert sizes["table xcom"] > 0 and sizes["table rendered_task_instance_fields"] > 0, sizes

@@ -68,8 +68,7 @@ def test_soft_fail_skips(emu: Any, deferrable: bool) -> None:
     emu.set_job_timing(30, 30)
     job_id = submit()
     emu.force_job_outcome(job_id, "Failed", code="E", message="boom")
-    dr = run_dag(_dag(f"sensor_soft_{deferrable}", job_id, soft_fail=True, deferrable=deferrable),
-                 logical_date=START)
+    dr = run_dag(_dag(f"sensor_soft_{deferrable}", job_id, soft_fail=True, deferrable=deferrable), logical_date=START)
     assert state(dr, "wait") == "skipped"
 
 
@@ -77,11 +76,12 @@ def test_soft_fail_skips(emu: Any, deferrable: bool) -> None:
 def test_timeout(emu: Any, deferrable: bool) -> None:
     emu.set_job_timing(30, 30)
     job_id = submit()
-    dr = run_dag(_dag(f"sensor_timeout_{deferrable}", job_id, timeout=0.5, deferrable=deferrable),
-                 logical_date=START)
+    dr = run_dag(_dag(f"sensor_timeout_{deferrable}", job_id, timeout=0.5, deferrable=deferrable), logical_date=START)
     assert state(dr, "wait") == "failed"
-    dr2 = run_dag(_dag(f"sensor_timeout_soft_{deferrable}", job_id, timeout=0.5, soft_fail=True,
-                       deferrable=deferrable), logical_date=START)
+    dr2 = run_dag(
+        _dag(f"sensor_timeout_soft_{deferrable}", job_id, timeout=0.5, soft_fail=True, deferrable=deferrable),
+        logical_date=START,
+    )
     assert state(dr2, "wait") == "skipped"
 
 

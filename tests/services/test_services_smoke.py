@@ -10,7 +10,7 @@ from tests.services.airflow_services import airflow_services
 
 pytestmark = pytest.mark.services
 
-DAG_FILE = '''
+DAG_FILE = """
 import datetime
 
 import pendulum
@@ -25,7 +25,7 @@ with DAG("services_smoke", schedule=None, start_date=pendulum.datetime(2024, 1, 
         return 42
 
     wait >> done()
-'''
+"""
 
 
 def test_deferred_task_completes_through_the_real_triggerer(tmp_path: Path) -> None:
