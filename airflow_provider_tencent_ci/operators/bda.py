@@ -221,6 +221,16 @@ class SegmentPortraitPartsOperator(ImageOperatorBase):
                 outputs.append(Output(param, "local", None, _batch.contained_path(param, path_t, item)))
         return outputs
 
+    def _streams_listing(self) -> bool:
+        return self.source_path is None and self.url is None and super()._streams_listing()
+
+    def _cos_output_prefixes(self) -> list[tuple[str, str]]:
+        templates = (self.portrait_output_key, self.mask_output_key)
+        return [(self._out_bucket(), _batch.cos_key(t.split("{", 1)[0])) for t in templates if t is not None]
+
+    def _local_output_templates(self) -> list[str]:
+        return [t for t in (self.portrait_output_path, self.mask_output_path) if t is not None]
+
     def _source_param(self, item: SourceItem) -> str:
         if item.kind == "local":
             return "source_path"
