@@ -67,8 +67,13 @@ def test_the_first_paid_call_comes_before_the_last_listing_page(
     emu.stats.reset()
     order = _record_order(emu, monkeypatch)
     with _dag("scale_stream") as dag:
-        PagedPortraitMatting(task_id="process", bucket=BUCKET, source_prefix="stream/",
-                             output_key="stream-out/{stem}.png", max_concurrency=4)
+        PagedPortraitMatting(
+            task_id="process",
+            bucket=BUCKET,
+            source_prefix="stream/",
+            output_key="stream-out/{stem}.png",
+            max_concurrency=4,
+        )
     dr = run_dag(dag, logical_date=START)
     assert state(dr, "process") == "success"
 
@@ -90,8 +95,13 @@ def test_a_rerun_lists_the_outputs_once_and_redoes_only_a_changed_source(tencent
     n = 250
     keys = _put_many(emu, "rerun/", n)
     with _dag("scale_rerun") as dag:
-        PortraitMattingOperator(task_id="process", bucket=BUCKET, source_prefix="rerun/",
-                                output_key="rerun-out/{{ ds }}/{stem}.png", max_concurrency=8)
+        PortraitMattingOperator(
+            task_id="process",
+            bucket=BUCKET,
+            source_prefix="rerun/",
+            output_key="rerun-out/{{ ds }}/{stem}.png",
+            max_concurrency=8,
+        )
     run_dag(dag, logical_date=START)
     assert paid(emu)["ImageProcess"] == n
     outputs = emu.list_keys(BUCKET, "rerun-out/2024-01-01/")
@@ -128,8 +138,13 @@ def test_a_large_batch_returns_a_small_summary_and_writes_the_manifest(tencent_c
     emu.set_faults(FaultConfig(fixed_latency=0.0))  # benchmark mode: placeholder outputs, no pixel work
     try:
         with _dag("scale_manifest") as dag:
-            PortraitMattingOperator(task_id="process", bucket=BUCKET, source_prefix="big/",
-                                    output_key="big-out/{{ ds }}/{stem}.png", max_concurrency=16)
+            PortraitMattingOperator(
+                task_id="process",
+                bucket=BUCKET,
+                source_prefix="big/",
+                output_key="big-out/{{ ds }}/{stem}.png",
+                max_concurrency=16,
+            )
         dr = run_dag(dag, logical_date=START)
     finally:
         emu.set_faults(None)
