@@ -5,11 +5,14 @@ Subclasses declare ``params_spec`` (their parameters, :mod:`airflow_provider_ten
 JSON document). ``execute`` does the rest: validate the rendered values, plan (all local checks, outputs compared with
 the sources and each other as the service will store them, no paid request yet), run the items (one in the task
 thread, many on the bounded pool), persist the console link, record lineage, and fail after every item was tried
-unless ``continue_on_error``.
+unless ``continue_on_error``. Subclasses that can stream or list their outputs also describe them
+(:meth:`_streams_listing`, :meth:`_cos_output_prefixes`, :meth:`_local_output_templates`, ``_outputs_carry_owner``)
+for large batches: see README "Image operators" and :mod:`._manifest`.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -77,7 +80,8 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
         ``"{{ data_interval_start }}"``; ``None``/``""``/``"None"`` mean no bound).
     :param output_bucket: where COS outputs go (default: ``bucket``).
     :param if_exists: ``"skip"`` (default for batches): no paid call when the output exists and is not older than
-        its source (both HEADed); ``"overwrite"`` (default for one source): always process.
+        its source (HEADed; a batch of more than ``PLANNED_BATCH_MAX_ITEMS`` lists the output prefix once
+        instead); ``"overwrite"`` (default for one source): always process.
     :param max_concurrency: items in flight at once for a batch (thread pool; halved on throttling).
     :param continue_on_error: succeed even if some items failed (they are listed in the result). By default the
         task fails after trying every item and names the failed ones.
@@ -278,7 +282,7 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
         for bucket, prefix in self._cos_output_prefixes():
             return ManifestPlace("cos", bucket, manifest_key(_folder(prefix), *ident))
         for template in self._local_output_templates():
-            return ManifestPlace("local", None, manifest_key(_batch.template_base(template), *ident))
+            return ManifestPlace("local", None, os.path.join(_batch.template_base(template), manifest_key("", *ident)))
         return None
 
     def _overlaps_sources(self, bucket: str, prefix: str) -> bool:
@@ -442,7 +446,8 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
         outs = self._cos_output_prefixes()
         if outs:
             bucket, prefix = outs[0]
-            COSObjectLink.persist(context, bucket=bucket, key=_folder(prefix) + "/", region=self._region())
+            folder = _folder(prefix)
+            COSObjectLink.persist(context, bucket=bucket, key=f"{folder}/" if folder else "", region=self._region())
         if items is not None:
             self._lineage_in = [i.lineage() for i in items]
         else:

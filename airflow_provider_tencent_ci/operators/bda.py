@@ -12,7 +12,8 @@ temp file + rename). All four are templates with the per-item placeholders ``{ke
 ``{ext}``, ``{dir}``.
 
 XCom: one document per item with the source, the outputs (bucket/key/ETag/size or path/size), ``image_rects``
-(the service's ImageRects), ``request_id``, ``resized`` and ``status``.
+(the service's ImageRects), ``request_id``, ``resized`` and ``status``; above ``ITEM_DOCS_MAX_ITEMS`` items, a
+summary and a JSON-lines manifest of those documents (:mod:`._manifest`).
 """
 
 from __future__ import annotations

@@ -17,9 +17,10 @@ Modes (``constants.ImageMode``):
 ``if_exists="skip"`` (the default for batches) an output that exists and is not older than its source is not
 paid for again.
 
-XCom: one document per item (a dict for one source, a list for a batch): ``source``, ``status``
-(``processed``/``skipped``/``failed``), ``output_bucket``/``output_key``/``location`` or ``output_path``,
-``etag``, ``size``, ``request_id``. Never image bytes.
+XCom: one document per item (a dict for one source, a list for a batch of at most ``ITEM_DOCS_MAX_ITEMS``):
+``source``, ``status`` (``processed``/``skipped``/``failed``), ``output_bucket``/``output_key``/``location`` or
+``output_path``, ``etag``, ``size``, ``request_id``. Never image bytes. A larger batch returns a summary and writes
+the documents to a JSON-lines manifest beside the outputs (:mod:`._manifest`).
 """
 
 from __future__ import annotations
