@@ -192,3 +192,89 @@ def test_the_summary_names_the_first_failures_within_its_size_bound() -> None:
         assert len(collector.lines().read().splitlines()) == ITEM_DOCS_MAX_ITEMS + 50
     finally:
         collector.close()
+
+
+def test_provider_written_outputs_are_headed_only_when_they_exist(tencent_conn: Any, tmp_path: Any) -> None:
+    """Download mode to COS writes x-cos-meta-source, which a listing does not carry: a large batch's first run
+    HEADs nothing (the listing says no output exists), its rerun HEADs each existing output for its owner, and an
+    output recorded as another source's fails that item instead of being skipped."""
+    emu = tencent_conn
+    n = PLANNED_BATCH_MAX_ITEMS + 10
+    keys = _put_many(emu, "own/", n)
+    emu.set_faults(FaultConfig(fixed_latency=0.0))
+    try:
+        with _dag("scale_owner") as dag:
+            PortraitMattingOperator(
+                task_id="process",
+                mode="download",
+                bucket=BUCKET,
+                source_prefix="own/",
+                output_key="own-out/{stem}.png",
+                max_concurrency=8,
+                continue_on_error=True,
+            )
+        emu.stats.reset()
+        run_dag(dag, logical_date=START)
+        assert emu.stats.count(operation="HeadObject") == 0
+        assert paid(emu)["CIProcess"] == n
+        for key in keys:
+            record = emu.store.get(BUCKET, key)
+            record.last_modified = record.last_modified - timedelta(minutes=2)
+        stolen = "own-out/img00003.png"
+        emu.put_object(BUCKET, stolen, b"another task's result", metadata={"source": f"cos://{BUCKET}/elsewhere.png"})
+        emu.stats.reset()
+        dr = run_dag(dag, logical_date=START)
+    finally:
+        emu.set_faults(None)
+    assert emu.stats.count(operation="HeadObject") == n
+    assert sum(paid(emu).values()) == 0
+    docs = xcom(dr, "process")
+    failed = [d for d in docs if d["status"] == "failed"]
+    assert [d["source"] for d in failed] == [f"cos://{BUCKET}/{keys[3]}"]
+    assert "already holds the output of cos://" in failed[0]["error"]
+    assert sum(d["status"] == "skipped" for d in docs) == n - 1
+
+
+def test_a_streamed_batch_fails_the_second_source_of_one_output(tencent_conn: Any) -> None:
+    emu = tencent_conn
+    keys = _put_many(emu, "dup/", PLANNED_BATCH_MAX_ITEMS + 5)
+    emu.put_object(BUCKET, "dup/img00007.jpg", subject_png(8, fmt="JPEG"), content_type="image/jpeg")
+    with _dag("scale_duplicate") as dag:
+        PortraitMattingOperator(
+            task_id="process", bucket=BUCKET, source_prefix="dup/", output_key="dup-out/{stem}.png", retries=0
+        )
+    dr = run_dag(dag, logical_date=START)
+    assert state(dr, "process") == "failed"
+    failed = xcom(dr, "process", key="failed_items")
+    assert len(failed) == 1 and failed[0]["error_code"] == "ParameterValidation"
+    assert failed[0]["source"] in (f"cos://{BUCKET}/dup/img00007.jpg", f"cos://{BUCKET}/{keys[7]}")
+    assert "two sources map to the same output" in failed[0]["error"]
+    assert paid(emu)["ImageProcess"] == len(keys)  # every other source once; the duplicate never paid
+    assert len(emu.list_keys(BUCKET, "dup-out/")) == len(keys)
+
+
+def test_a_large_batch_with_local_outputs_writes_its_manifest_beside_them(tencent_conn: Any, tmp_path: Any) -> None:
+    emu = tencent_conn
+    n = ITEM_DOCS_MAX_ITEMS + 1
+    keys = _put_many(emu, "loc/", n)
+    out = tmp_path / "out"
+    emu.set_faults(FaultConfig(fixed_latency=0.0))
+    try:
+        with _dag("scale_local") as dag:
+            PortraitMattingOperator(
+                task_id="process",
+                mode="download",
+                bucket=BUCKET,
+                source_prefix="loc/",
+                output_path=str(out / "{stem}.png"),
+                max_concurrency=8,
+            )
+        dr = run_dag(dag, logical_date=START)
+    finally:
+        emu.set_faults(None)
+    summary = xcom(dr, "process")
+    path = out / "_manifests" / "scale_local" / "process" / f"{dr.run_id}.jsonl"
+    assert summary["manifest_path"] == str(path) and summary["manifest_key"] is None
+    lines = path.read_text().splitlines()
+    assert sorted(json.loads(line)["source_key"] for line in lines) == keys
+    assert len(list(out.glob("*.png"))) == n
