@@ -278,7 +278,8 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
 
     def _manifest_place(self, context: Context) -> ManifestPlace | None:
         ti = context["ti"]
-        ident = (ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", None))
+        run_id = context.get("run_id") or getattr(ti, "run_id", None) or "manual"
+        ident = (self.dag_id, self.task_id, str(run_id), getattr(ti, "map_index", None))
         for bucket, prefix in self._cos_output_prefixes():
             return ManifestPlace("cos", bucket, manifest_key(_folder(prefix), *ident))
         for template in self._local_output_templates():
@@ -387,7 +388,10 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
                 )
             except BaseException:
                 if collector.total:  # the listing failed part-way: record what was done
-                    self._write_manifest(context, collector)
+                    try:
+                        self._write_manifest(context, collector)
+                    except Exception as exc:  # the original error matters more
+                        self.log.warning("Could not write the manifest of the %d items done: %s", collector.total, exc)
                 raise
             docs = collector.item_docs()
             place = self._write_manifest(context, collector) if docs is None else None

@@ -257,6 +257,8 @@ def test_a_large_batch_with_local_outputs_writes_its_manifest_beside_them(tencen
     emu = tencent_conn
     n = ITEM_DOCS_MAX_ITEMS + 1
     keys = _put_many(emu, "loc/", n)
+    # A source whose output another source already claims: that item fails, the task fails, the manifest is written.
+    emu.put_object(BUCKET, "loc/img00009.jpg", subject_png(8, fmt="JPEG"), content_type="image/jpeg")
     out = tmp_path / "out"
     emu.set_faults(FaultConfig(fixed_latency=0.0))
     try:
@@ -268,13 +270,18 @@ def test_a_large_batch_with_local_outputs_writes_its_manifest_beside_them(tencen
                 source_prefix="loc/",
                 output_path=str(out / "{stem}.png"),
                 max_concurrency=8,
+                retries=0,
             )
         dr = run_dag(dag, logical_date=START)
     finally:
         emu.set_faults(None)
-    summary = xcom(dr, "process")
+    assert state(dr, "process") == "failed"
+    summary = xcom(dr, "process", key="batch_summary")
     path = out / "_manifests" / "scale_local" / "process" / f"{dr.run_id}.jsonl"
-    assert summary["manifest_path"] == str(path) and summary["manifest_key"] is None
-    lines = path.read_text().splitlines()
-    assert sorted(json.loads(line)["source_key"] for line in lines) == keys
+    assert summary["manifest"] == str(path)
+    assert (summary["processed"], summary["failed"], summary["total"]) == (n, 1, n + 1)
+    assert [f["error_code"] for f in xcom(dr, "process", key="failed_items")] == ["ParameterValidation"]
+    docs = [json.loads(line) for line in path.read_text().splitlines()]
+    assert sorted(d["source"] for d in docs) == sorted(f"cos://{BUCKET}/{k}" for k in [*keys, "loc/img00009.jpg"])
+    assert sorted(d["status"] for d in docs).count("failed") == 1
     assert len(list(out.glob("*.png"))) == n
