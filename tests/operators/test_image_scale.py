@@ -4,6 +4,9 @@ HEAD per item, and the manifest + summary XCom above ``ITEM_DOCS_MAX_ITEMS``. Co
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -11,6 +14,8 @@ import pytest
 from airflow.sdk import DAG
 
 from airflow_provider_tencent_ci.emulator.faults import FaultConfig
+from airflow_provider_tencent_ci.exceptions import TencentCloudError
+from airflow_provider_tencent_ci.operators._batch import SourceItem, run_items
 from airflow_provider_tencent_ci.operators._manifest import (
     ITEM_DOCS_MAX_ITEMS,
     PLANNED_BATCH_MAX_ITEMS,
@@ -285,3 +290,41 @@ def test_a_large_batch_with_local_outputs_writes_its_manifest_beside_them(tencen
     assert sorted(d["source"] for d in docs) == sorted(f"cos://{BUCKET}/{k}" for k in [*keys, "loc/img00009.jpg"])
     assert sorted(d["status"] for d in docs).count("failed") == 1
     assert len(list(out.glob("*.png"))) == n
+
+
+def test_run_items_pulls_a_lazy_listing_only_as_fast_as_items_finish() -> None:
+    limit = 4
+    lock = threading.Lock()
+    seen = {"pulled": 0, "done": 0, "ahead": 0}
+
+    def listing() -> Iterator[SourceItem]:
+        for i in range(1000):
+            with lock:
+                seen["pulled"] += 1
+                seen["ahead"] = max(seen["ahead"], seen["pulled"] - seen["done"])
+            yield SourceItem("cos", bucket="b", key=f"k{i}")
+
+    def work(item: SourceItem) -> dict[str, Any]:
+        time.sleep(0.0005)
+        with lock:
+            seen["done"] += 1
+        return {"source": item.key, "status": "processed"}
+
+    results: dict[int, dict[str, Any]] = {}
+    outcome = run_items(listing(), work, max_concurrency=limit, on_result=results.__setitem__)
+    assert outcome.results == []  # the documents went to on_result
+    assert sorted(results) == list(range(1000)) and results[999]["source"] == "k999"
+    # Never more listed-but-unfinished items than the queue (2 x limit), the workers (limit) and the one in hand.
+    assert seen["ahead"] <= 3 * limit + 1
+
+
+def test_run_items_finishes_what_it_took_before_reporting_a_broken_listing() -> None:
+    def listing() -> Iterator[SourceItem]:
+        for i in range(10):
+            yield SourceItem("cos", bucket="b", key=f"k{i}")
+        raise TencentCloudError("listing page 2 failed", operation="ListObjects")
+
+    results: dict[int, dict[str, Any]] = {}
+    with pytest.raises(TencentCloudError, match="listing page 2 failed"):
+        run_items(listing(), lambda item: {"status": "processed"}, max_concurrency=3, on_result=results.__setitem__)
+    assert sorted(results) == list(range(10))
