@@ -405,10 +405,12 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
                 summary["manifest"] = place.label
             self.log.info("Batch summary: %s", summary)
             context["ti"].xcom_push(key="batch_summary", value=summary)
+            listed = items if isinstance(items, list) else None  # a streamed listing is consumed by now
             if docs is not None:
-                self._record(context, list(items), [d for d in docs if d.get("status") != "failed"])
+                self._record(context, listed or [], [d for d in docs if d.get("status") != "failed"])
             else:
-                self._record_large(context, items if isinstance(items, list) else None)
+                self._record_large(context)
+            self._lineage_in = self._lineage_inputs(listed)
             failed = collector.failed_docs()
             if failed and not continue_on_error:
                 context["ti"].xcom_push(key="failed_items", value=failed)
@@ -445,17 +447,19 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
         self.log.info("Manifest of %d items: %s", collector.total, place.label)
         return place
 
-    def _record_large(self, context: Context, items: list[SourceItem] | None) -> None:
-        """A large batch's link and lineage name the output folders and the source prefix, not every object."""
+    def _lineage_inputs(self, items: list[SourceItem] | None) -> list[tuple[str, str]]:
+        """One dataset per source, or the listed prefix for a streamed batch (its items are not kept)."""
+        if items is not None:
+            return [i.lineage() for i in items]
+        return [(f"cos://{self._full_bucket(self.bucket or '')}", self.source_prefix or "")]
+
+    def _record_large(self, context: Context) -> None:
+        """A batch whose documents went to the manifest: link and lineage name the output folders."""
         outs = self._cos_output_prefixes()
         if outs:
             bucket, prefix = outs[0]
             folder = _folder(prefix)
             COSObjectLink.persist(context, bucket=bucket, key=f"{folder}/" if folder else "", region=self._region())
-        if items is not None:
-            self._lineage_in = [i.lineage() for i in items]
-        else:
-            self._lineage_in = [(f"cos://{self._full_bucket(self.bucket or '')}", self.source_prefix or "")]
         self._lineage_out = [(f"cos://{b}", p) for b, p in outs]
         self._lineage_out += [("file", _batch.template_base(t)) for t in self._local_output_templates()]
 

@@ -26,6 +26,7 @@ from airflow_provider_tencent_ci.operators._manifest import (
 from airflow_provider_tencent_ci.operators.ci_image import PortraitMattingOperator
 from tests.conftest import run_dag
 from tests.operators.image_support import BUCKET, START, paid, state, subject_png, xcom
+from tests.operators.test_ci_image import _RecordingTI
 
 
 class PagedPortraitMatting(PortraitMattingOperator):
@@ -328,3 +329,21 @@ def test_run_items_finishes_what_it_took_before_reporting_a_broken_listing() -> 
     with pytest.raises(TencentCloudError, match="listing page 2 failed"):
         run_items(listing(), lambda item: {"status": "processed"}, max_concurrency=3, on_result=results.__setitem__)
     assert sorted(results) == list(range(10))
+
+
+def test_a_streamed_batch_reports_its_prefix_as_the_lineage_input(tencent_conn: Any) -> None:
+    emu = tencent_conn
+    n = PLANNED_BATCH_MAX_ITEMS + 1
+    _put_many(emu, "lin/", n)
+    emu.set_faults(FaultConfig(fixed_latency=0.0))
+    try:
+        op = PortraitMattingOperator(task_id="lineage", bucket=BUCKET, source_prefix="lin/", output_key="lo/{stem}.png")
+        ti = _RecordingTI()
+        docs = op.execute({"ti": ti, "run_id": "manual__lineage"})  # type: ignore[arg-type]
+    finally:
+        emu.set_faults(None)
+    assert len(docs) == n  # streamed, yet within ITEM_DOCS_MAX_ITEMS: the per-item documents
+    datasets = op.lineage_datasets()
+    assert datasets["inputs"] == [(f"cos://{BUCKET}", "lin/")]
+    assert sorted(datasets["outputs"]) == sorted((f"cos://{BUCKET}", d["output_key"]) for d in docs)
+    assert ti.pushed["batch_summary"]["processed"] == n
