@@ -246,24 +246,19 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
         if existing is not None and existing.get("State") == JobState.SUCCESS.value:
             self._job_id = str(existing["JobId"])
             self._persist_link(context, bucket, region)
-            self.log.info(
-                "CI job %s of this task already succeeded and its output exists: not resubmitting", self._job_id
-            )
+            self.log.info("CI job %s of this task already succeeded and its output exists: not resubmitting",
+                          self._job_id)
             return existing
         nonce: str | None = None
         if existing is not None:
             job = existing
             self._job_id = str(job["JobId"])
-            self.log.info(
-                "Reattaching to CI job %s (state %s) submitted by an earlier try", self._job_id, job.get("State")
-            )
+            self.log.info("Reattaching to CI job %s (state %s) submitted by an earlier try", self._job_id,
+                          job.get("State"))
         else:
             request["Operation"]["UserData"] = compose_user_data(idem, self.user_data)
-            request["Operation"]["Output"] = {
-                "Region": output_region,
-                "Bucket": output_bucket,
-                "Object": self.output_object,
-            }
+            request["Operation"]["Output"] = {"Region": output_region, "Bucket": output_bucket,
+                                              "Object": self.output_object}
             if self.use_callback_listener and self.deferrable and self.wait_for_completion:
                 from airflow_provider_tencent_ci.triggers import callback_listener
 
@@ -273,13 +268,8 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
             job = hook.submit_job(bucket, request)
             self._job_id = str(job["JobId"])
             self._remember_job(context, self._job_id)
-            self.log.info(
-                "Submitted CI job %s (SegmentVideoBody, %s -> %s/%s)",
-                self._job_id,
-                self.input_object,
-                output_bucket,
-                self.output_object,
-            )
+            self.log.info("Submitted CI job %s (SegmentVideoBody, %s -> %s/%s)", self._job_id, self.input_object,
+                          output_bucket, self.output_object)
         self._persist_link(context, bucket, region)
         if not self.wait_for_completion:
             return job
@@ -339,9 +329,8 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
                 if job is None:
                     missing += 1
                     if missing >= 3:
-                        raise TencentCloudError(
-                            f"CI job {job_id} does not exist", code="NoSuchJob", operation="DescribeJobs"
-                        )
+                        raise TencentCloudError(f"CI job {job_id} does not exist", code="NoSuchJob",
+                                                operation="DescribeJobs")
                 else:
                     missing = 0
                     state = job.get("State")
@@ -354,20 +343,14 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
                     if state in JOB_FAILED_STATES:
                         raise _failed_error(job)
                     if state == JobState.PAUSE.value and self.fail_on_pause:
-                        raise CIJobFailedError(
-                            f"CI job {job_id} is paused (fail_on_pause=True)",
-                            code="Pause",
-                            operation="SegmentVideoBody",
-                        )
+                        raise CIJobFailedError(f"CI job {job_id} is paused (fail_on_pause=True)", code="Pause",
+                                               operation="SegmentVideoBody")
             if deadline is not None and time.monotonic() >= deadline:
                 raise AirflowException(
                     f"CI job {job_id} did not finish within max_wait={self.max_wait}s (last state {last_state})"
                 )
-            time.sleep(
-                self.poll_interval
-                if deadline is None
-                else max(0.0, min(self.poll_interval, deadline - time.monotonic()))
-            )
+            time.sleep(self.poll_interval if deadline is None else max(0.0, min(self.poll_interval,
+                                                                                 deadline - time.monotonic())))
 
     # -- rerun safety -------------------------------------------------------------------------------------
     def _remember_job(self, context: Context, job_id: str) -> None:
@@ -398,12 +381,8 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
             next_token = ""
             for _ in range(REATTACH_MAX_PAGES):
                 page = hook.list_jobs(
-                    bucket,
-                    SEGMENT_VIDEO_BODY_TAG,
-                    start_creation_time=start,
-                    size=JOB_LIST_MAX_SIZE,
-                    next_token=next_token,
-                    order_by_time="Desc",
+                    bucket, SEGMENT_VIDEO_BODY_TAG, start_creation_time=start, size=JOB_LIST_MAX_SIZE,
+                    next_token=next_token, order_by_time="Desc",
                 )
                 for job in page.jobs:
                     if job_idempotency_key(job) == idem:
@@ -412,9 +391,8 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
                 if not next_token:
                     break
             else:
-                self.log.warning(
-                    "Looked at %d pages of recent jobs for an earlier job of this task; stopping", REATTACH_MAX_PAGES
-                )
+                self.log.warning("Looked at %d pages of recent jobs for an earlier job of this task; stopping",
+                                 REATTACH_MAX_PAGES)
         if not candidates:
             return None
         jobs = sorted(candidates.values(), key=lambda j: str(j.get("CreationTime", "")), reverse=True)
@@ -473,21 +451,13 @@ def _failed_error(job: Mapping[str, Any]) -> CIJobFailedError:
 def _event_error(event: Mapping[str, Any]) -> Exception:
     status, job_id = event.get("status"), event.get("job_id")
     if status == "failed":
-        job = event.get("job") or {
-            "JobId": job_id,
-            "State": event.get("state"),
-            "Code": event.get("code"),
-            "Message": event.get("message"),
-        }
+        job = event.get("job") or {"JobId": job_id, "State": event.get("state"), "Code": event.get("code"),
+                                   "Message": event.get("message")}
         return _failed_error(job)
     if status == "paused":
-        return CIJobFailedError(
-            f"CI job {job_id} is paused (fail_on_pause=True)", code="Pause", operation="SegmentVideoBody"
-        )
+        return CIJobFailedError(f"CI job {job_id} is paused (fail_on_pause=True)", code="Pause",
+                                operation="SegmentVideoBody")
     if status == "timeout":
         return AirflowException(event.get("message") or f"CI job {job_id} did not finish before the max wait")
-    return TencentCloudError(
-        str(event.get("message") or f"waiting for CI job {job_id} failed"),
-        code=event.get("code"),
-        operation="DescribeJobs",
-    )
+    return TencentCloudError(str(event.get("message") or f"waiting for CI job {job_id} failed"),
+                             code=event.get("code"), operation="DescribeJobs")
