@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from glob import escape as glob_escape
@@ -119,18 +119,33 @@ def cos_items(
         return [SourceItem("cos", bucket=bucket, key=key)]
     if keys is not None:
         return [SourceItem("cos", bucket=bucket, key=k) for k in dict.fromkeys(keys)]
-    items: list[SourceItem] = []
-    for obj in hook.list_objects(bucket, prefix=prefix or ""):
+    listing = prefix_items(hook, bucket, prefix or "", modified_after=modified_after, modified_before=modified_before)
+    return list(listing)
+
+
+def prefix_items(
+    hook: CIHook,
+    bucket: str,
+    prefix: str,
+    *,
+    modified_after: datetime | None,
+    modified_before: datetime | None,
+    exclude_prefix: str | None = None,
+    page_size: int = 1000,
+) -> Iterator[SourceItem]:
+    """Every object under ``prefix`` within [after, before), lazily: the next listing page is fetched only when
+    the items of the previous one were taken. Folder markers and objects under ``exclude_prefix`` (the manifests)
+    are not sources."""
+    for obj in hook.list_objects(bucket, prefix=prefix, max_keys=page_size):
         k = obj["Key"]
-        if k.endswith("/"):  # a folder marker, not an image
+        if k.endswith("/") or (exclude_prefix and k.startswith(exclude_prefix)):
             continue
         modified = obj.get("LastModified")
         if modified_after is not None and (modified is None or modified < modified_after):
             continue
         if modified_before is not None and (modified is None or modified >= modified_before):
             continue
-        items.append(SourceItem("cos", bucket=bucket, key=k, last_modified=modified))
-    return items
+        yield SourceItem("cos", bucket=bucket, key=k, last_modified=modified)
 
 
 def local_items(param: str, paths: str | Sequence[str]) -> list[SourceItem]:
@@ -237,6 +252,41 @@ def check_output_owner(param: str, key: str, head: dict[str, Any] | None, item: 
     if owner and owner != source_tag(item):
         rule = f"already holds the output of {unquote(owner)}; {item.label} maps to the same output"
         raise ParameterValidationError(param, key, rule)
+
+
+@dataclass(frozen=True)
+class OutputListing:
+    """What one listing of the output prefixes found (a rerun's "already done" check without a HEAD per item):
+    key -> (LastModified, Size, ETag), as ListObjects reports them."""
+
+    bucket: str
+    prefixes: tuple[str, ...]
+    entries: dict[str, tuple[datetime | None, int | None, str | None]]
+
+    def covers(self, bucket: str, key: str) -> bool:
+        return bucket == self.bucket and any(key.startswith(p) for p in self.prefixes)
+
+    def head(self, key: str) -> dict[str, Any] | None:
+        """The listed object in ``head_object``'s shape (no x-cos-meta-*: a listing does not carry them)."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        modified, size, etag = entry
+        return {"ETag": etag, "Content-Length": size, "Last-Modified": modified}
+
+
+def list_outputs(hook: CIHook, bucket: str, prefixes: Iterable[str], *, page_size: int = 1000) -> OutputListing:
+    """List every output prefix once (a prefix inside another is not listed twice): one request per page."""
+    kept: list[str] = []
+    for prefix in sorted(set(prefixes)):
+        if not any(prefix.startswith(k) for k in kept):
+            kept.append(prefix)
+    entries: dict[str, tuple[datetime | None, int | None, str | None]] = {}
+    for prefix in kept:
+        for obj in hook.list_objects(bucket, prefix=prefix, max_keys=page_size):
+            size = obj.get("Size")
+            entries[obj["Key"]] = (obj.get("LastModified"), size if isinstance(size, int) else None, obj.get("ETag"))
+    return OutputListing(bucket, tuple(kept), entries)
 
 
 def local_output_fresh(hook: CIHook, path: str, item: SourceItem) -> bool:
@@ -360,7 +410,7 @@ class AdaptiveLimiter:
 
 @dataclass
 class BatchOutcome:
-    results: list[dict[str, Any]]
+    results: list[dict[str, Any]]  # in item order; empty when the documents went to ``on_result``
     peak_concurrency: int
 
     @property
@@ -379,61 +429,111 @@ def failure_doc(item: SourceItem, exc: BaseException) -> dict[str, Any]:
 
 
 def run_items(
-    items: Sequence[SourceItem],
+    items: Iterable[SourceItem],
     fn: Callable[[SourceItem], dict[str, Any]],
     *,
     max_concurrency: int,
+    on_result: Callable[[int, dict[str, Any]], None] | None = None,
     throttle_rounds: int = 3,
     throttle_pause: float = 0.5,
     logger: Any = None,
 ) -> BatchOutcome:
     """Run ``fn`` on every item with at most ``max_concurrency`` in flight; never raises for an item.
 
+    ``items`` may be a lazy iterable (a listing still being fetched): a producer thread feeds a queue of at most
+    ``2 * max_concurrency`` items, so work starts with the first item and memory is bounded by what is in flight.
+    Each result goes to ``on_result(index, doc)`` as it completes (called under a lock), or, without it, into
+    ``BatchOutcome.results`` in item order. An error raised by ``items`` itself is re-raised once the items already
+    taken have finished.
+
     Each item is tried once (the hooks already retry transient errors with backoff). An item that still ends in
     throttling is put back at the end of the queue after the limit is reduced, up to ``throttle_rounds`` times.
     """
     logger = logger or log
-    results: list[dict[str, Any] | None] = [None] * len(items)
-    queue: deque[tuple[int, int]] = deque((i, 0) for i in range(len(items)))
-    lock = threading.Lock()
-    limiter = AdaptiveLimiter(max(1, min(max_concurrency, len(items) or 1)))
+    collected: dict[int, dict[str, Any]] = {}
+    size_hint = len(items) if isinstance(items, Sized) else max_concurrency
+    limiter = AdaptiveLimiter(max(1, min(max_concurrency, size_hint or 1)))
+    cond = threading.Condition()
+    ready: deque[tuple[int, SourceItem, int]] = deque()
+    capacity = 2 * limiter.max_limit
+    state = {"producing": True, "outstanding": 0}
+    listing_error: list[BaseException] = []
 
-    def next_item() -> tuple[int, int] | None:
-        with lock:
-            return queue.popleft() if queue else None
+    def deliver(index: int, doc: dict[str, Any]) -> None:
+        with cond:
+            if on_result is not None:
+                on_result(index, doc)
+            else:
+                collected[index] = doc
+            state["outstanding"] -= 1
+            cond.notify_all()
+
+    def produce() -> None:
+        try:
+            for index, item in enumerate(items):
+                with cond:
+                    while len(ready) >= capacity:
+                        cond.wait()
+                    ready.append((index, item, 0))
+                    state["outstanding"] += 1
+                    cond.notify_all()
+        except BaseException as exc:  # the listing failed part-way: finish what was taken, then report it
+            listing_error.append(exc)
+        finally:
+            with cond:
+                state["producing"] = False
+                cond.notify_all()
+
+    def next_item() -> tuple[int, SourceItem, int] | None:
+        with cond:
+            while not ready:
+                if not state["producing"] and state["outstanding"] == 0:
+                    return None
+                cond.wait()
+            entry = ready.popleft()
+            cond.notify_all()
+            return entry
 
     def worker() -> None:
         while (entry := next_item()) is not None:
-            index, rounds = entry
-            item = items[index]
+            index, item, rounds = entry
             window = limiter.acquire()
             throttled = False
+            doc: dict[str, Any] | None = None
             try:
-                results[index] = fn(item)
+                doc = fn(item)
             except TencentCloudThrottlingError as exc:
                 throttled = True
                 if rounds + 1 < throttle_rounds:
                     logger.warning("Throttled on %s; retrying later at lower concurrency", item.label)
-                    with lock:
-                        queue.append((index, rounds + 1))
+                    with cond:
+                        ready.append((index, item, rounds + 1))
+                        cond.notify_all()
                 else:
-                    results[index] = failure_doc(item, exc)
+                    doc = failure_doc(item, exc)
             except Exception as exc:  # one item's failure must not stop the others
                 logger.warning("Item %s failed: %s", item.label, exc)
-                results[index] = failure_doc(item, exc)
+                doc = failure_doc(item, exc)
             finally:
                 limiter.release(window, throttled=throttled)
+            if doc is not None:
+                deliver(index, doc)
             if throttled and rounds + 1 < throttle_rounds:
                 time.sleep(throttle_pause * (rounds + 1))
 
+    producer = threading.Thread(target=produce, name="tencent-ci-image-listing", daemon=True)
     workers = [
         threading.Thread(target=worker, name=f"tencent-ci-image-{n}", daemon=True) for n in range(limiter.max_limit)
     ]
+    producer.start()
     for t in workers:
         t.start()
+    producer.join()
     for t in workers:
         t.join()
-    return BatchOutcome([r if r is not None else {"status": "failed"} for r in results], limiter.peak)
+    if listing_error:
+        raise listing_error[0]
+    return BatchOutcome([collected[i] for i in sorted(collected)], limiter.peak)
 
 
 def chunks_of(iterable: Iterable[bytes]) -> Iterator[bytes]:

@@ -5,13 +5,19 @@ Subclasses declare ``params_spec`` (their parameters, :mod:`airflow_provider_ten
 JSON document). ``execute`` does the rest: validate the rendered values, plan (all local checks, outputs compared with
 the sources and each other as the service will store them, no paid request yet), run the items (one in the task
 thread, many on the bounded pool), persist the console link, record lineage, and fail after every item was tried
-unless ``continue_on_error``.
+unless ``continue_on_error``. Subclasses that can stream or list their outputs also describe them
+(:meth:`_streams_listing`, :meth:`_cos_output_prefixes`, :meth:`_local_output_templates`, ``_outputs_carry_owner``)
+for large batches: see README "Image operators" and :mod:`._manifest`.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain, islice
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.exceptions import AirflowException
@@ -27,6 +33,13 @@ from airflow_provider_tencent_ci.exceptions import ParameterValidationError
 from airflow_provider_tencent_ci.links.cos import COSObjectLink, common_folder
 from airflow_provider_tencent_ci.operators import _batch
 from airflow_provider_tencent_ci.operators._batch import SourceItem
+from airflow_provider_tencent_ci.operators._manifest import (
+    PLANNED_BATCH_MAX_ITEMS,
+    BatchCollector,
+    ManifestPlace,
+    manifest_key,
+    manifest_root,
+)
 from airflow_provider_tencent_ci.operators.base import CI_HOOK, TencentCloudBaseOperator
 from airflow_provider_tencent_ci.params import ParamSpec, Values
 from airflow_provider_tencent_ci.params.image import IMAGE_SPEC, is_batch
@@ -35,6 +48,14 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_tencent_ci.hooks.ci import CIHook  # noqa: F401  (the generic argument below)
+
+
+MANIFEST_CONTENT_TYPE = "application/x-ndjson"
+
+
+def _folder(prefix: str) -> str:
+    """The folder part of a key prefix (``out/2024/img_`` -> ``out/2024``)."""
+    return prefix.rsplit("/", 1)[0] if "/" in prefix else ""
 
 
 @dataclass(frozen=True)
@@ -59,7 +80,8 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
         ``"{{ data_interval_start }}"``; ``None``/``""``/``"None"`` mean no bound).
     :param output_bucket: where COS outputs go (default: ``bucket``).
     :param if_exists: ``"skip"`` (default for batches): no paid call when the output exists and is not older than
-        its source (both HEADed); ``"overwrite"`` (default for one source): always process.
+        its source (HEADed; a batch of more than ``PLANNED_BATCH_MAX_ITEMS`` lists the output prefix once
+        instead); ``"overwrite"`` (default for one source): always process.
     :param max_concurrency: items in flight at once for a batch (thread pool; halved on throttling).
     :param continue_on_error: succeed even if some items failed (they are listed in the result). By default the
         task fails after trying every item and names the failed ones.
@@ -72,6 +94,7 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
     list_params: ClassVar[tuple[str, ...]] = ()
     operator_extra_links = (COSObjectLink(),)
     ui_color = "#e8f4ff"
+    list_page_size = 1000  # ListObjects MaxKeys (the service's maximum) for source and output listings
 
     def __init__(
         self,
@@ -104,6 +127,7 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
         self._checked: dict[str, Any] = {}
         self._lineage_in: list[tuple[str, str]] = []
         self._lineage_out: list[tuple[str, str]] = []
+        self._listed_outputs: _batch.OutputListing | None = None
 
     # -- buckets and places -----------------------------------------------------------------------------------
     def _full_bucket(self, bucket: str) -> str:
@@ -148,7 +172,18 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
         )
 
     def _existing_output(self, param: str, bucket: str, key: str, item: SourceItem) -> dict[str, Any] | None:
-        """HEAD a COS output before the paid call; one recorded as another source's fails this item."""
+        """A COS output's headers before the paid call; one recorded as another source's fails this item.
+
+        In a large batch the rerun listing answers: an output it does not hold does not exist (no HEAD); one it
+        holds is reused as listed when its owner cannot be another source (CI-written outputs carry no owner) and it
+        is fresh. Otherwise (an owner to check, or an output about to be overwritten) the output is HEADed."""
+        listing = self._listed_outputs
+        if listing is not None and listing.covers(bucket, key):
+            listed = listing.head(key)
+            if listed is None:
+                return None
+            if not self._outputs_carry_owner and _batch.cos_output_fresh(self.hook, listed, item) is not None:
+                return listed
         head = self.hook.head_object(bucket, key)
         _batch.check_output_owner(param, key, head, item)
         return head
@@ -224,44 +259,209 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
     def _local_outputs(self, docs: list[dict[str, Any]]) -> list[str]:
         return [doc[k] for doc in docs for k in ("output_path", "portrait_path", "mask_path") if doc.get(k)]
 
+    # -- large batches ----------------------------------------------------------------------------------------
+    def _streams_listing(self) -> bool:
+        """The sources are a ``source_prefix`` listing (which a large batch consumes while it is fetched)."""
+        return self.source_prefix is not None and self.source_key is None and self.source_keys is None
+
+    def _cos_output_prefixes(self) -> list[tuple[str, str]]:
+        """(bucket, fixed key prefix as stored) of every COS output template whose existence a rerun checks."""
+        return []
+
+    def _local_output_templates(self) -> list[str]:
+        return []
+
+    @property
+    def _outputs_carry_owner(self) -> bool:
+        """Outputs are written by the provider itself with ``x-cos-meta-source`` (their owner must be HEADed)."""
+        return True
+
+    def _manifest_place(self, context: Context) -> ManifestPlace | None:
+        ti = context["ti"]
+        run_id = context.get("run_id") or getattr(ti, "run_id", None) or "manual"
+        ident = (self.dag_id, self.task_id, str(run_id), getattr(ti, "map_index", None))
+        for bucket, prefix in self._cos_output_prefixes():
+            return ManifestPlace("cos", bucket, manifest_key(_folder(prefix), *ident))
+        for template in self._local_output_templates():
+            return ManifestPlace("local", None, os.path.join(_batch.template_base(template), manifest_key("", *ident)))
+        return None
+
+    def _overlaps_sources(self, bucket: str, prefix: str) -> bool:
+        return any(
+            b == bucket and (p.startswith(prefix) or prefix.startswith(p)) for b, p in self._cos_output_prefixes()
+        )
+
+    def _batch_items(self) -> tuple[Iterable[SourceItem], bool, bool]:
+        """(items, large, streamed). A listing is read up to ``PLANNED_BATCH_MAX_ITEMS + 1`` sources first: a small
+        batch is planned in full as before; a large one streams the rest unless its outputs may fall inside the
+        listed prefix (then every source is listed before the plan, so no output can overwrite a source)."""
+        if not self._streams_listing():
+            items = self._plan()
+            return items, len(items) > PLANNED_BATCH_MAX_ITEMS, False
+        assert self.bucket is not None
+        bucket = self._full_bucket(self.bucket)
+        exclude = None
+        outs = self._cos_output_prefixes()
+        if outs and outs[0][0] == bucket:
+            exclude = manifest_root(_folder(outs[0][1]))
+        listing = _batch.prefix_items(
+            self.hook,
+            bucket,
+            self.source_prefix or "",
+            modified_after=aware_time_param("modified_after", self.modified_after),
+            modified_before=aware_time_param("modified_before", self.modified_before),
+            exclude_prefix=exclude,
+            page_size=self.list_page_size,
+        )
+        head = list(islice(listing, PLANNED_BATCH_MAX_ITEMS + 1))
+        if len(head) <= PLANNED_BATCH_MAX_ITEMS:
+            return self._check_outputs(head), False, False
+        if self._overlaps_sources(bucket, self.source_prefix or ""):
+            return self._check_outputs([*head, *listing]), True, False
+        return chain(head, listing), True, True
+
+    def _process_unique(self, seen: set[tuple[str, str | None, str]], lock: threading.Lock) -> Any:
+        """``_process`` for a streamed batch: an output already claimed by an earlier source fails this item
+        (checked before its paid call; the plan of a listed batch checks all of them before any paid call)."""
+
+        def process(item: SourceItem) -> dict[str, Any]:
+            outputs = self._outputs(item)
+            with lock:
+                for out in outputs:
+                    if (out.kind, out.bucket, out.target) in seen:
+                        rule = "two sources map to the same output; use {key} or {name}"
+                        raise ParameterValidationError(out.role, out.target, rule)
+                seen.update((o.kind, o.bucket, o.target) for o in outputs)
+            return self._process(item)
+
+        return process
+
     # -- execution --------------------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
         # An empty link record first: the link lookup after a failure then finds "no link" instead of logging
         # a missing-XCom error.
         COSObjectLink.persist(context)
         self._validate(rendered=True)
-        items = self._plan()
-        many = self._is_many() or len(items) != 1
-        if not items:
-            self.log.info("No source matched; nothing to do")
-            return [] if many else None
-        self._warm_up()
         continue_on_error = bool(self._checked.get("continue_on_error", False))
-        if many:
-            limit = int(self._checked.get("max_concurrency", IMAGE_MAX_CONCURRENCY_DEFAULT))
-            self.log.info("Processing %d images, at most %d at once", len(items), limit)
-            outcome = _batch.run_items(items, self._process, max_concurrency=limit, logger=self.log)
-            docs = outcome.results
-            summary = {s: sum(1 for d in docs if d.get("status") == s) for s in ("processed", "skipped", "failed")}
-            summary.update(total=len(docs), max_concurrency=limit, peak_concurrency=outcome.peak_concurrency)
+        if not self._is_many():
+            items = self._plan()
+            if len(items) == 1:
+                return self._execute_one(context, items[0], continue_on_error)
+            return self._execute_batch(context, items, len(items) > PLANNED_BATCH_MAX_ITEMS, False, continue_on_error)
+        batch, large, streamed = self._batch_items()
+        return self._execute_batch(context, batch, large, streamed, continue_on_error)
+
+    def _execute_one(self, context: Context, item: SourceItem, continue_on_error: bool) -> Any:
+        self._warm_up()
+        try:
+            doc = self._process(item)
+        except Exception as exc:
+            if not continue_on_error:
+                raise
+            self.log.warning("Source %s failed and continue_on_error is set: %s", item.label, exc)
+            doc = _batch.failure_doc(item, exc)
+        self._record(context, [item], [doc] if doc.get("status") != "failed" else [])
+        return doc
+
+    def _execute_batch(
+        self, context: Context, items: Iterable[SourceItem], large: bool, streamed: bool, continue_on_error: bool
+    ) -> Any:
+        """Run the items on the pool. ``large`` (more than ``PLANNED_BATCH_MAX_ITEMS``): a rerun lists the outputs
+        once instead of a HEAD per item. Up to ``ITEM_DOCS_MAX_ITEMS`` items (documents within
+        ``ITEM_DOCS_MAX_BYTES``) return their per-item documents as before; a larger batch writes them to the
+        manifest and returns the summary."""
+        if isinstance(items, list) and not items:
+            self.log.info("No source matched; nothing to do")
+            return []
+        self._warm_up()
+        limit = int(self._checked.get("max_concurrency", IMAGE_MAX_CONCURRENCY_DEFAULT))
+        if large and self._skip_existing():
+            self._listed_outputs = self._list_outputs()
+        process = self._process_unique(set(), threading.Lock()) if streamed else self._process
+        count = f"{len(items)}" if isinstance(items, list) else "the listed"
+        self.log.info("Processing %s images, at most %d at once", count, limit)
+        collector = BatchCollector()
+        try:
+            try:
+                outcome = _batch.run_items(
+                    items, process, max_concurrency=limit, on_result=collector.add, logger=self.log
+                )
+            except BaseException:
+                if collector.total:  # the listing failed part-way: record what was done
+                    try:
+                        self._write_manifest(context, collector)
+                    except Exception as exc:  # the original error matters more
+                        self.log.warning("Could not write the manifest of the %d items done: %s", collector.total, exc)
+                raise
+            docs = collector.item_docs()
+            place = self._write_manifest(context, collector) if docs is None else None
+            summary: dict[str, Any] = {
+                **collector.counts,
+                "total": collector.total,
+                "max_concurrency": limit,
+                "peak_concurrency": outcome.peak_concurrency,
+            }
+            if place is not None:
+                summary["manifest"] = place.label
             self.log.info("Batch summary: %s", summary)
             context["ti"].xcom_push(key="batch_summary", value=summary)
+            listed = items if isinstance(items, list) else None  # a streamed listing is consumed by now
+            if docs is not None:
+                self._record(context, listed or [], [d for d in docs if d.get("status") != "failed"])
+            else:
+                self._record_large(context)
+            self._lineage_in = self._lineage_inputs(listed)
+            failed = collector.failed_docs()
+            if failed and not continue_on_error:
+                context["ti"].xcom_push(key="failed_items", value=failed)
+                listing = "\n".join(f"  {d['source']}: {d.get('error')}" for d in failed)
+                where = f"\n(first {len(failed)}; every item is in {place.label})" if place else ""
+                total = f"{collector.counts['failed']} of {collector.total}"
+                raise AirflowException(f"{total} images failed:\n{listing}{where}")
+            if docs is not None:
+                return docs
+            return collector.summary(place, max_concurrency=limit, peak_concurrency=outcome.peak_concurrency)
+        finally:
+            collector.close()
+            self._listed_outputs = None
+
+    def _list_outputs(self) -> _batch.OutputListing | None:
+        """One listing of the output prefixes (in the output bucket) for a rerun's "already done" check."""
+        outs = self._cos_output_prefixes()
+        if not outs:
+            return None
+        bucket = outs[0][0]
+        return _batch.list_outputs(
+            self.hook, bucket, [p for b, p in outs if b == bucket], page_size=self.list_page_size
+        )
+
+    def _write_manifest(self, context: Context, collector: BatchCollector) -> ManifestPlace | None:
+        place = self._manifest_place(context)
+        if place is None:
+            return None
+        if place.kind == "cos":
+            assert place.bucket is not None
+            self.hook.put_object(place.bucket, place.target, collector.lines(), content_type=MANIFEST_CONTENT_TYPE)
         else:
-            try:
-                docs = [self._process(items[0])]
-            except Exception as exc:
-                if not continue_on_error:
-                    raise
-                self.log.warning("Source %s failed and continue_on_error is set: %s", items[0].label, exc)
-                docs = [_batch.failure_doc(items[0], exc)]
-        ok_docs = [d for d in docs if d.get("status") != "failed"]
-        self._record(context, items, ok_docs)
-        failed = [d for d in docs if d.get("status") == "failed"]
-        if failed and not continue_on_error:
-            context["ti"].xcom_push(key="failed_items", value=failed)
-            listing = "\n".join(f"  {d['source']}: {d.get('error')}" for d in failed)
-            raise AirflowException(f"{len(failed)} of {len(docs)} images failed:\n{listing}")
-        return docs if many else docs[0]
+            collector.write_local(place.target)
+        self.log.info("Manifest of %d items: %s", collector.total, place.label)
+        return place
+
+    def _lineage_inputs(self, items: list[SourceItem] | None) -> list[tuple[str, str]]:
+        """One dataset per source, or the listed prefix for a streamed batch (its items are not kept)."""
+        if items is not None:
+            return [i.lineage() for i in items]
+        return [(f"cos://{self._full_bucket(self.bucket or '')}", self.source_prefix or "")]
+
+    def _record_large(self, context: Context) -> None:
+        """A batch whose documents went to the manifest: link and lineage name the output folders."""
+        outs = self._cos_output_prefixes()
+        if outs:
+            bucket, prefix = outs[0]
+            folder = _folder(prefix)
+            COSObjectLink.persist(context, bucket=bucket, key=f"{folder}/" if folder else "", region=self._region())
+        self._lineage_out = [(f"cos://{b}", p) for b, p in outs]
+        self._lineage_out += [("file", _batch.template_base(t)) for t in self._local_output_templates()]
 
     def _record(self, context: Context, items: list[SourceItem], docs: list[dict[str, Any]]) -> None:
         """Console link (persisted now, rendered by Airflow at the end) and lineage datasets."""

@@ -12,7 +12,8 @@ temp file + rename). All four are templates with the per-item placeholders ``{ke
 ``{ext}``, ``{dir}``.
 
 XCom: one document per item with the source, the outputs (bucket/key/ETag/size or path/size), ``image_rects``
-(the service's ImageRects), ``request_id``, ``resized`` and ``status``.
+(the service's ImageRects), ``request_id``, ``resized`` and ``status``; above ``ITEM_DOCS_MAX_ITEMS`` items, a
+summary and a JSON-lines manifest of those documents (:mod:`._manifest`).
 """
 
 from __future__ import annotations
@@ -220,6 +221,16 @@ class SegmentPortraitPartsOperator(ImageOperatorBase):
                 param = f"{role}_output_path"
                 outputs.append(Output(param, "local", None, _batch.contained_path(param, path_t, item)))
         return outputs
+
+    def _streams_listing(self) -> bool:
+        return self.source_path is None and self.url is None and super()._streams_listing()
+
+    def _cos_output_prefixes(self) -> list[tuple[str, str]]:
+        templates = (self.portrait_output_key, self.mask_output_key)
+        return [(self._out_bucket(), _batch.cos_key(t.split("{", 1)[0])) for t in templates if t is not None]
+
+    def _local_output_templates(self) -> list[str]:
+        return [t for t in (self.portrait_output_path, self.mask_output_path) if t is not None]
 
     def _source_param(self, item: SourceItem) -> str:
         if item.kind == "local":

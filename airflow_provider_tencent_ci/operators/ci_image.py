@@ -17,9 +17,10 @@ Modes (``constants.ImageMode``):
 ``if_exists="skip"`` (the default for batches) an output that exists and is not older than its source is not
 paid for again.
 
-XCom: one document per item (a dict for one source, a list for a batch): ``source``, ``status``
-(``processed``/``skipped``/``failed``), ``output_bucket``/``output_key``/``location`` or ``output_path``,
-``etag``, ``size``, ``request_id``. Never image bytes.
+XCom: one document per item (a dict for one source, a list for a batch of at most ``ITEM_DOCS_MAX_ITEMS``):
+``source``, ``status`` (``processed``/``skipped``/``failed``), ``output_bucket``/``output_key``/``location`` or
+``output_path``, ``etag``, ``size``, ``request_id``. Never image bytes. A larger batch returns a summary and writes
+the documents to a JSON-lines manifest beside the outputs (:mod:`._manifest`).
 """
 
 from __future__ import annotations
@@ -114,6 +115,25 @@ class BaseCIImageOperator(ImageOperatorBase):
             path = _batch.contained_path("output_path", self.output_path, item)
             outputs.append(Output("output_path", "local", None, path))
         return outputs
+
+    def _streams_listing(self) -> bool:
+        return ImageMode(self.mode) != ImageMode.UPLOAD and self.detect_url is None and super()._streams_listing()
+
+    def _cos_output_prefixes(self) -> list[tuple[str, str]]:
+        if self.output_key is None:
+            return []
+        head = self.output_key.split("{", 1)[0]
+        # As ``_outputs`` stores them: PutObject drops one leading "/", a Pic-Operations fileid is absolute.
+        prefix = _batch.cos_key(head) if ImageMode(self.mode) == ImageMode.DOWNLOAD else head.lstrip("/")
+        return [(self._out_bucket(), prefix)]
+
+    def _local_output_templates(self) -> list[str]:
+        return [self.output_path] if self.output_path is not None else []
+
+    @property
+    def _outputs_carry_owner(self) -> bool:
+        # Only download mode writes COS outputs itself (with x-cos-meta-source); CI writes the others.
+        return ImageMode(self.mode) == ImageMode.DOWNLOAD
 
     def _output_key(self, item: SourceItem) -> str:
         return _batch.fill_template(self.output_key or "", item)
