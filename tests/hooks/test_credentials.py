@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_tencent_ci.exceptions import ParameterValidationError, TencentCloudAuthError
+from airflow_provider_tencent_ci.get_provider_info import CONN_FIELDS, legacy_ui_field_behaviour
 from airflow_provider_tencent_ci.hooks.base import TencentCloudBaseHook
 from airflow_provider_tencent_ci.hooks.ci import CIHook
 from airflow_provider_tencent_ci.hooks.credentials import ConnectionConfig
@@ -36,8 +37,9 @@ def test_hook_class_attributes_and_ui_fields() -> None:
     ui = TencentCloudBaseHook.get_ui_field_behaviour()
     assert set(ui["hidden_fields"]) == {"host", "port", "schema"}
     assert ui["relabeling"] == {"login": "SecretId", "password": "SecretKey"}
-    example = json.loads(ui["placeholders"]["extra"])
-    assert example["region"] and "max_attempts" in example
+    # The extras are real form fields now (declared once in the provider info; Airflow < 3.2 reads them here).
+    assert ui == legacy_ui_field_behaviour()
+    assert {"region", "appid", "token", "max_attempts"} <= set(CONN_FIELDS)
 
 
 def test_connection_config_parses_and_validates_extras() -> None:

@@ -76,14 +76,18 @@ def deployment(
         "AIRFLOW__TENCENT_CI__CALLBACK_RELAY_CONN_ID": "tencent_ci_relay",
         "AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY": TOKEN_KEY,
     }
-    # This process makes the tokens the receiver checks: the same key.
+    # This process makes the tokens the receiver checks: the same key (the suite's own key is restored after).
+    previous_key = os.environ.get("AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY")
     os.environ["AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY"] = TOKEN_KEY
     try:
         with production_deployment(tmp_path_factory.mktemp("home"), dags, env) as services:
             services.wait_for_dag(DAG_ID)
             yield services
     finally:
-        del os.environ["AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY"]
+        if previous_key is None:
+            del os.environ["AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY"]
+        else:
+            os.environ["AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY"] = previous_key
 
 
 def _jobs_of(emu: Emulator, batch: str) -> list[dict[str, Any]]:
