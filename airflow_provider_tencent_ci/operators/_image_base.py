@@ -40,7 +40,7 @@ from airflow_provider_tencent_ci.operators._manifest import (
     manifest_key,
     manifest_root,
 )
-from airflow_provider_tencent_ci.operators.base import CI_HOOK, TencentCloudBaseOperator
+from airflow_provider_tencent_ci.operators.base import CI_HOOK, TencentCloudBaseOperator, openlineage_facets
 from airflow_provider_tencent_ci.params import ParamSpec, Values
 from airflow_provider_tencent_ci.params.image import IMAGE_SPEC, is_batch
 
@@ -478,15 +478,7 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Input and output datasets (``cos://bucket`` + key; ``file`` + path). None without OpenLineage."""
-        try:
-            from airflow.providers.common.compat.openlineage.facet import Dataset
-            from airflow.providers.openlineage.extractors import OperatorLineage
-        except ImportError:
-            return None
-        return OperatorLineage(
-            inputs=[Dataset(namespace=ns, name=name) for ns, name in self._lineage_in],
-            outputs=[Dataset(namespace=ns, name=name) for ns, name in self._lineage_out],
-        )
+        return openlineage_facets(self._lineage_in, self._lineage_out)
 
     def lineage_datasets(self) -> dict[str, list[tuple[str, str]]]:
         """The (namespace, name) pairs reported to OpenLineage by the last ``execute``."""

@@ -35,6 +35,22 @@ BDA_HOOK = "airflow_provider_tencent_ci.hooks.bda.BDAHook"
 CONNECTION_TEMPLATE_FIELDS = ("tencentcloud_conn_id", "region")
 
 
+def openlineage_facets(inputs: Sequence[tuple[str, str]], outputs: Sequence[tuple[str, str]]) -> Any:
+    """OpenLineage datasets from (namespace, name) pairs (``cos://<bucket>`` + key, ``file`` + path).
+
+    None when the OpenLineage provider is not installed: lineage is optional, never a dependency.
+    """
+    try:
+        from airflow.providers.common.compat.openlineage.facet import Dataset
+        from airflow.providers.openlineage.extractors import OperatorLineage
+    except ImportError:
+        return None
+    return OperatorLineage(
+        inputs=[Dataset(namespace=ns, name=name) for ns, name in inputs],
+        outputs=[Dataset(namespace=ns, name=name) for ns, name in outputs],
+    )
+
+
 def tencentcloud_template_fields(*fields: str) -> tuple[str, ...]:
     """A subclass's template fields plus the connection id and the region (each once, in order)."""
     return tuple(dict.fromkeys((*fields, *CONNECTION_TEMPLATE_FIELDS)))

@@ -52,10 +52,12 @@ from airflow_provider_tencent_ci.jobs.outcome import (
     task_error,
 )
 from airflow_provider_tencent_ci.links.cos import CIJobLink
+from airflow_provider_tencent_ci.operators._batch import cos_key
 from airflow_provider_tencent_ci.operators.base import (
     CI_HOOK,
     TencentCloudBaseOperator,
     make_hook,
+    openlineage_facets,
     tencentcloud_template_fields,
 )
 from airflow_provider_tencent_ci.params.video import (
@@ -168,6 +170,7 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
     hook_class = CI_HOOK
     params_spec = SVB_SPEC
     template_fields: Sequence[str] = tencentcloud_template_fields(*SVB_SPEC.template_fields)
+    template_fields_renderers = {"callback_mq_config": "json"}
     operator_extra_links = (CIJobLink(),)
     ui_color = "#e3f2fd"
 
@@ -266,6 +269,21 @@ class SegmentVideoBodyOperator(TencentCloudBaseOperator["CIHook"]):
         return cast("CIHook", make_hook(CI_HOOK, self.tencentcloud_conn_id, region))
 
     # -- execute ------------------------------------------------------------------------------------------
+    def lineage_datasets(self) -> dict[str, list[tuple[str, str]]]:
+        """The input video and the output video as (``cos://<bucket>``, key), from the rendered fields.
+
+        Derived, not remembered from ``execute``: a deferred task completes in a new operator instance.
+        """
+        hook = self._hook()
+        source = (f"cos://{hook.bucket_name(self.bucket)}", cos_key(self.input_object))
+        output = (f"cos://{hook.bucket_name(self.output_bucket or self.bucket)}", cos_key(self.output_object))
+        return {"inputs": [source], "outputs": [output]}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The input video -> the output video. None without the OpenLineage provider."""
+        datasets = self.lineage_datasets()
+        return openlineage_facets(datasets["inputs"], datasets["outputs"])
+
     def execute(self, context: Context) -> Any:
         request = build_svb_request(self._values())  # again, after rendering
         hook = self._hook()

@@ -332,3 +332,25 @@ def test_deferred_with_callback_listener(emu: Any, fmt: str) -> None:
     sent = [c for c in emu.callbacks_sent if c["job_id"] == job_id]
     assert sent and sent[0]["status"] == 200 and sent[0]["format"] == fmt
     assert "/tencent-ci/cb/" in sent[0]["url"]
+
+
+# -- metadata: lineage and renderers ------------------------------------------------------------------------
+def test_lineage_is_the_input_video_to_the_output_video(tencent_conn: Any) -> None:
+    op = _op(input_object="/videos/in.mp4", output_bucket="otherbucket", output_object="out/fg.mp4")
+    assert op.lineage_datasets() == {
+        "inputs": [("cos://examplebucket-1250000000", "videos/in.mp4")],
+        "outputs": [("cos://otherbucket-1250000000", "out/fg.mp4")],
+    }
+    try:
+        import airflow.providers.openlineage  # noqa: F401
+    except ImportError:
+        assert op.get_openlineage_facets_on_complete(None) is None  # lineage is optional, never an import error
+    else:
+        facets = op.get_openlineage_facets_on_complete(None)
+        assert [d.name for d in facets.inputs] == ["videos/in.mp4"]
+        assert [d.name for d in facets.outputs] == ["out/fg.mp4"]
+
+
+def test_dict_parameters_render_as_json() -> None:
+    assert SegmentVideoBodyOperator.template_fields_renderers == {"callback_mq_config": "json"}
+    assert "callback_mq_config" in SegmentVideoBodyOperator.template_fields
