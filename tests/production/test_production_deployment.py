@@ -245,7 +245,9 @@ def test_callbacks_through_the_api_server_and_relay_finish_every_task_within_sec
     assert state == "success", deployment.run_report(CALLBACK_DAG_ID, run_id)
     _assert_every_task_succeeded_with_its_own_job(deployment, emulator, run_id, "callback", CALLBACK_DAG_ID)
     latencies = _assert_prompt_and_through_the_receiver(deployment, emulator, run_id, "callback")
-    _record("callback_api_receiver_relay_2_triggerers", deployment, emulator, "callback", latencies, placement=placement)
+    _record(
+        "callback_api_receiver_relay_2_triggerers", deployment, emulator, "callback", latencies, placement=placement
+    )
 
 
 def test_a_killed_triggerer_hands_its_callback_triggers_to_the_other_without_losing_a_callback(
