@@ -241,12 +241,11 @@ class ProductionServices(AirflowServices):
         return set(line.findall(self.log_path("scheduler").read_text(errors="replace")))
 
     def trigger_event_times(self) -> dict[str, float]:
-        """When each job's trigger fired its event (epoch seconds), by job id, from the triggerers' logs (Airflow's
-        "Trigger fired event" line; the event payload names the job)."""
+        """When each job's trigger fired its event (epoch seconds), by job id, from the per-task trigger logs
+        (the triggerer's "Trigger fired event" line; the event payload names the job)."""
         fired: dict[str, float] = {}
-        for component in TRIGGERERS:
-            path = self.log_path(component)
-            for line in path.read_text(errors="replace").splitlines() if path.exists() else ():
+        for path in self.home.glob("logs/**/*.log.trigger.*.log"):
+            for line in path.read_text(errors="replace").splitlines():
                 if "Trigger fired event" not in line:
                     continue
                 stamp, job = _ISO_STAMP.search(line), _EVENT_JOB_ID.search(line)

@@ -245,3 +245,92 @@ def test_the_relay_url_comes_from_an_airflow_redis_connection(monkeypatch: pytes
     monkeypatch.delenv("AIRFLOW__TENCENT_CI__CALLBACK_RELAY_CONN_ID")
     monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_RELAY_URL", "redis://127.0.0.1:6390/1")
     assert callback_relay.relay_url() == "redis://127.0.0.1:6390/1"
+
+
+# -- the in-triggerer listener wired to the relay (what every provider trigger's run() sets up) ------------------
+@pytest.fixture
+async def relayed_listener(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    """The process's listener and relay subscriber as ``ensure_listener()`` starts them, on a free port."""
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+    from tests.services.airflow_services import free_port
+
+    port = free_port()
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY", "relay-listener-test-key")
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_RELAY_URL", redis_server.url)
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_HOST", "127.0.0.1")
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_PORT", str(port))
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(callback_relay, "_SAID_PROCESS_LOCAL", False)
+    cl.reset_listener()
+    callback_relay.stop_subscriber()
+    try:
+        listener = await cl.ensure_listener()
+        assert listener is not None and listener.running
+        subscriber = callback_relay.current_subscriber()
+        assert subscriber is not None
+        await eventually(subscriber.subscribed.is_set, "the subscription")
+        yield listener
+    finally:
+        cl.reset_listener()
+        callback_relay.stop_subscriber()
+
+
+async def _post_to(url: str, body: bytes) -> int:
+    import httpx
+
+    async with httpx.AsyncClient(trust_env=False, timeout=30) as client:
+        return (await client.post(url, content=body, headers={"Content-Type": JSON})).status_code
+
+
+async def test_the_listener_publishes_to_the_relay_and_the_subscriber_wakes_only_local_registrations(
+    relayed_listener: Any, redis_server: RedisServer
+) -> None:
+    import redis
+
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+    from airflow_provider_tencent_ci.triggers._asyncio import Mailbox
+
+    token, elsewhere = cl.token_for_nonce(cl.new_nonce()), cl.token_for_nonce(cl.new_nonce())
+    mailbox = Mailbox()
+    registration = await relayed_listener.listen(token, mailbox)
+    try:
+        assert await _post_to(cl.callback_url(token), BODY) == 200
+        item = await mailbox.get(10)
+        assert item is not None and item[0] == "callback" and item[1].job_ids() == ["a1"]
+        # Stored in Redis too (for a trigger that registers later), and not routed in-process.
+        assert redis.Redis.from_url(redis_server.url).exists(pending_key(token))
+        assert relayed_listener.router.buffered == 0
+
+        # A token another triggerer holds: published, ignored here, never buffered as "early" in this process.
+        subscriber = callback_relay.current_subscriber()
+        assert subscriber is not None
+        ignored = subscriber.ignored
+        assert await _post_to(cl.callback_url(elsewhere), BODY) == 200
+        await eventually(lambda: subscriber.ignored == ignored + 1, "the relayed callback for another process")
+        assert relayed_listener.router.early == {} and mailbox.empty()
+    finally:
+        registration.close()
+
+    # The trigger of `elsewhere` registers here later (it moved): it takes the stored callback at once.
+    moved = Mailbox()
+    registration = await relayed_listener.listen(elsewhere, moved)
+    try:
+        item = await moved.get(10)
+        assert item is not None and item[1].job_ids() == ["a1"]
+    finally:
+        registration.close()
+
+
+async def test_the_listener_answers_503_while_the_relay_is_down_so_ci_retries(
+    relayed_listener: Any, redis_server: RedisServer
+) -> None:
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+
+    token = cl.token_for_nonce(cl.new_nonce())
+    redis_server.stop()
+    try:
+        assert await _post_to(cl.callback_url(token), BODY) == 503
+        assert relayed_listener.router.buffered == 0  # not kept here either: CI's retry is the copy
+    finally:
+        redis_server.start()
+    assert await _post_to(cl.callback_url(token), BODY) == 200

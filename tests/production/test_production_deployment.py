@@ -34,6 +34,7 @@ from airflow_provider_tencent_ci.emulator.server import Emulator
 from airflow_provider_tencent_ci.triggers import callback_relay
 from airflow_provider_tencent_ci.triggers.callback_listener import MAX_BODY_BYTES, new_nonce, token_for_nonce
 from tests.production.deployment import (
+    REPO,
     TRIGGERERS,
     ProductionServices,
     RedisServer,
@@ -48,6 +49,9 @@ DAG_ID = "production_video_body"
 CALLBACK_DAG_ID = "production_video_body_callback"
 # Issue 13: with callbacks, a task succeeds within this long of its job's end (CI's EndTime has 1 s resolution).
 CALLBACK_BOUND_SECONDS = 10.0
+PIPELINE_DAG_ID = "tencent_ci_event_pipeline"
+EVENT_BUCKET = "eventbucket"
+BURST = 6
 FIGURES = Path(os.environ.get("TENCENT_CI_PRODUCTION_FIGURES", "/tmp/tencent-ci-production-figures.json"))
 TASKS = [f"segment_{i}" for i in range(10)]
 # Airflow < 3.3 fails a task resumed before the scheduler saw its deferral exit (see _finish_jobs).
@@ -79,6 +83,12 @@ def deployment(
     dags = tmp_path_factory.mktemp("dags")
     for dag_id in (DAG_ID, CALLBACK_DAG_ID):
         shutil.copy(DAGS / f"{dag_id}.py", dags / f"{dag_id}.py")
+    # The example event pipeline as shipped, with a test-sized list poll (its watcher is built at parse time).
+    pipeline = (REPO / "example_dags" / f"{PIPELINE_DAG_ID}.py").read_text()
+    assert pipeline.count("poll_interval=60,") == 1, "the example's watcher poll interval moved: update this test"
+    (dags / f"{PIPELINE_DAG_ID}.py").write_text(pipeline.replace("poll_interval=60,", "poll_interval=5,"))
+    emulator.create_bucket(EVENT_BUCKET)
+    emulator.put_object(EVENT_BUCKET, "videos/burst.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 4096)
     conn_env, conn_value = emulator.airflow_conn_env()
     relay_conn = {"conn_type": "redis", "host": "127.0.0.1", "port": relay_redis.port, "extra": {"db": 0}}
     env = {
@@ -86,6 +96,8 @@ def deployment(
         "AIRFLOW_CONN_TENCENT_CI_RELAY": json.dumps(relay_conn),
         "AIRFLOW__TENCENT_CI__CALLBACK_RELAY_CONN_ID": "tencent_ci_relay",
         "AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY": TOKEN_KEY,
+        # The event pipeline watches (and its tasks use) its own bucket: the other tests' jobs are not its events.
+        "AIRFLOW_VAR_TENCENT_CI_BUCKET": emulator.bucket_name(EVENT_BUCKET),
     }
     # This process makes the tokens the receiver checks: the same key.
     os.environ["AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY"] = TOKEN_KEY
@@ -93,6 +105,7 @@ def deployment(
         with production_deployment(tmp_path_factory.mktemp("home"), dags, env) as services:
             services.wait_for_dag(DAG_ID)
             services.wait_for_dag(CALLBACK_DAG_ID)
+            services.wait_for_dag(PIPELINE_DAG_ID)
             yield services
     finally:
         del os.environ["AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY"]
@@ -301,6 +314,49 @@ def test_a_killed_triggerer_hands_its_triggers_to_the_other(deployment: Producti
     state = deployment.wait_for_run(DAG_ID, run_id, timeout=120)
     assert state == "success", deployment.run_report(DAG_ID, run_id)
     _assert_every_task_succeeded_with_its_own_job(deployment, emulator, run_id, "failover")
+
+
+# -- issue 13 item 5: a burst of jobs finishing at once reaches the event pipeline's DAG runs ---------------------
+def _pipeline_runs(services: ProductionServices) -> list[dict[str, Any]]:
+    return list((services._get(f"/api/v2/dags/{PIPELINE_DAG_ID}/dagRuns?limit=100") or {}).get("dag_runs", []))
+
+
+def test_jobs_finishing_at_once_all_reach_the_event_pipeline_once(
+    deployment: ProductionServices, emulator: Emulator
+) -> None:
+    emulator.set_job_timing(0.5, 3600.0)
+    client = emulator.cos_client()
+    bucket = emulator.bucket_name(EVENT_BUCKET)
+    job_ids = []
+    for index in range(BURST):
+        request = {
+            "Tag": "SegmentVideoBody",
+            "Input": {"Object": "videos/burst.mp4"},
+            "Operation": {
+                "SegmentVideoBody": {"Mode": "Mask"},
+                "Output": {"Region": emulator.region, "Bucket": bucket, "Object": f"burst/clip-{index}.mp4"},
+            },
+        }
+        job_ids.append(client.ci_create_media_jobs(Bucket=bucket, Jobs=request, Lst={})["JobsDetail"][0]["JobId"])
+    emulator.set_job_timing(0.0, 0.5)  # every job ends now, together
+
+    def published() -> bool:
+        keys = set(emulator.list_keys(EVENT_BUCKET, "published/"))
+        return all(f"published/{job_id}/manifest.json" in keys for job_id in job_ids)
+
+    deployment.wait_for(published, 90, f"the event pipeline to publish all {BURST} jobs of the burst")
+
+    def runs_done() -> list[dict[str, Any]] | None:
+        runs = _pipeline_runs(deployment)
+        return runs if runs and all(r["state"] in ("success", "failed") for r in runs) else None
+
+    runs = deployment.wait_for(runs_done, 60, "every event pipeline run to finish")
+    assert {r["state"] for r in runs} == {"success"}, runs
+    processed: list[str] = []
+    for run in runs:
+        resolved = deployment.xcom(PIPELINE_DAG_ID, run["dag_run_id"], "resolve_jobs") or []
+        processed += [str(job["JobId"]) for job in resolved]
+    assert sorted(processed) == sorted(job_ids), (processed, job_ids)  # every job, none twice
 
 
 # -- the callback receiver on the API server ------------------------------------------------------------------
