@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -334,3 +335,68 @@ async def test_the_listener_answers_503_while_the_relay_is_down_so_ci_retries(
     finally:
         redis_server.start()
     assert await _post_to(cl.callback_url(token), BODY) == 200
+
+
+async def test_relay_down_mid_wait_nothing_lost_fallback_poll_then_callbacks_again(
+    relayed_listener: Any, redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis stops while triggers wait: CI's callbacks are refused with 503 (nothing stored anywhere), the tasks
+    finish by their (short) fallback poll; Redis back: a trigger with the default 300 s fallback finishes by its
+    callback within seconds."""
+    from airflow_provider_tencent_ci.emulator.server import Emulator
+
+    with Emulator(data_dir=tmp_path / "emulator") as emu:
+        conn_env, conn_value = emu.airflow_conn_env()
+        monkeypatch.setenv(conn_env, conn_value)
+        await _relay_down_then_back(emu, redis_server)
+
+
+async def _relay_down_then_back(emu: Any, redis_server: RedisServer) -> None:
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+    from airflow_provider_tencent_ci.triggers.ci_job import CIJobCallbackTrigger
+    from tests.triggers.helpers import BUCKET, REGION, put_input, run_trigger_task, submit
+
+    put_input(emu)
+    emu.set_job_timing(0.1, 3600.0)
+
+    def wait_for(job_name: str, poll_interval: float) -> tuple[str, asyncio.Task]:
+        nonce = cl.new_nonce()
+        job_id = submit(f"out/{job_name}.mp4", CallBack=cl.callback_url(cl.token_for_nonce(nonce)))
+        trigger = CIJobCallbackTrigger(
+            job_id=job_id, bucket=BUCKET, region=REGION, callback_nonce=nonce, poll_interval=poll_interval
+        )
+        return job_id, run_trigger_task(trigger)
+
+    def answers(job_id: str) -> list[int | None]:
+        return [c["status"] for c in emu.callbacks_sent if c["job_id"] == job_id]
+
+    waiting = [wait_for(f"relay-down-{i}", 2.0) for i in range(3)]
+    await asyncio.sleep(0.5)  # registered, first poll done (Running)
+    redis_server.stop()
+    try:
+        ended = time.monotonic()
+        for job_id, _ in waiting:
+            emu.force_job_outcome(job_id, "Success")
+        events = await asyncio.wait_for(asyncio.gather(*(task for _, task in waiting)), 15)
+        by_poll = time.monotonic() - ended
+        assert [e.payload["status"] for e in events] == ["success"] * len(waiting)
+        for job_id, _ in waiting:  # every attempt refused (CI retried), none stored: the poll found the jobs
+            await eventually(lambda job_id=job_id: len(answers(job_id)) == 3, "CI's three attempts")
+            assert answers(job_id) == [503, 503, 503]
+    finally:
+        redis_server.start()
+    subscriber = callback_relay.current_subscriber()
+    assert subscriber is not None
+    await eventually(subscriber.subscribed.is_set, "the subscriber to reconnect", timeout=30)
+
+    job_id, task = wait_for("relay-back", 300.0)  # the default fallback: only a callback can finish it in time
+    await asyncio.sleep(0.5)
+    ended = time.monotonic()
+    emu.force_job_outcome(job_id, "Success")
+    event = await asyncio.wait_for(task, 10)
+    by_callback = time.monotonic() - ended
+    assert event.payload["status"] == "success"
+    assert answers(job_id) == [200]
+    print(
+        f"\nrelay down: {len(waiting)} done by fallback poll in {by_poll:.2f}s; back: by callback in {by_callback:.2f}s"
+    )
