@@ -36,11 +36,13 @@ from airflow_provider_tencent_ci.triggers.callback_listener import MAX_BODY_BYTE
 from tests.production.deployment import (
     REPO,
     TRIGGERERS,
+    WORKERS,
     ProductionServices,
     RedisServer,
     production_deployment,
     require_packages,
 )
+from tests.services.airflow_services import free_port
 
 pytestmark = pytest.mark.services
 
@@ -52,6 +54,7 @@ CALLBACK_BOUND_SECONDS = 10.0
 PIPELINE_DAG_ID = "tencent_ci_event_pipeline"
 EVENT_BUCKET = "eventbucket"
 BURST = 6
+LISTENER_PORT = free_port()
 FIGURES = Path(os.environ.get("TENCENT_CI_PRODUCTION_FIGURES", "/tmp/tencent-ci-production-figures.json"))
 TASKS = [f"segment_{i}" for i in range(10)]
 # Airflow < 3.3 fails a task resumed before the scheduler saw its deferral exit (see _finish_jobs).
@@ -98,6 +101,10 @@ def deployment(
         "AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY": TOKEN_KEY,
         # The event pipeline watches (and its tasks use) its own bucket: the other tests' jobs are not its events.
         "AIRFLOW_VAR_TENCENT_CI_BUCKET": emulator.bucket_name(EVENT_BUCKET),
+        # Both triggerers' listeners try this port: the first to run a provider trigger serves it, the other
+        # receives through the relay only.
+        "AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_HOST": "127.0.0.1",
+        "AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_PORT": str(LISTENER_PORT),
     }
     # This process makes the tokens the receiver checks: the same key.
     os.environ["AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY"] = TOKEN_KEY
@@ -204,18 +211,19 @@ def _latencies(
 
 
 def _assert_prompt_and_through_the_receiver(
-    services: ProductionServices, emu: Emulator, run_id: str, batch: str
+    services: ProductionServices, emu: Emulator, run_id: str, batch: str, receiver: str | None = None
 ) -> dict[str, float]:
     latencies = _latencies(services, emu, run_id, batch)
     assert sorted(latencies) == sorted(TASKS), latencies
     late = {task: s for task, s in latencies.items() if s > CALLBACK_BOUND_SECONDS}
     assert not late, f"tasks done more than {CALLBACK_BOUND_SECONDS}s after their job: {late}"
-    # Every job's callback went to the API server's receiver and was stored in the relay at the first attempt.
+    # Every job's callback went to the receiver (the API server's by default) and was stored in the relay at the
+    # first attempt.
     job_ids = {job["JobId"] for job in _jobs_of(emu, batch)}
     sent = [c for c in emu.callbacks_sent if c["job_id"] in job_ids]
     assert {c["job_id"] for c in sent} == job_ids
     assert {(c["status"], c["attempt"]) for c in sent} == {(200, 1)}, sent
-    assert {c["url"].rsplit("/", 1)[0] for c in sent} == {services.callback_receiver_url}
+    assert {c["url"].rsplit("/", 1)[0] for c in sent} == {receiver or services.callback_receiver_url}
     return latencies
 
 
@@ -261,6 +269,43 @@ def test_callbacks_through_the_api_server_and_relay_finish_every_task_within_sec
     _record(
         "callback_api_receiver_relay_2_triggerers", deployment, emulator, "callback", latencies, placement=placement
     )
+
+
+def test_callbacks_through_a_triggerers_listener_and_the_relay_finish_every_task_within_seconds(
+    deployment: ProductionServices, emulator: Emulator
+) -> None:
+    """CI calls the in-triggerer listener (one triggerer serves the port; the trigger may be on either one): the
+    listener publishes to the relay and the holder's subscription wakes it. The workers tell CI that URL."""
+    listener_base = f"http://127.0.0.1:{LISTENER_PORT}/tencent-ci/callbacks"
+    setting = "AIRFLOW__TENCENT_CI__CALLBACK_BASE_URL"
+    deployment.env[setting] = listener_base
+    for worker in WORKERS:
+        deployment.restart_component(worker)
+    try:
+        emulator.set_job_timing(0.5, 3600.0)
+        run_id = deployment.trigger_dag(CALLBACK_DAG_ID, {"batch": "callback-listener"})
+        placement = _wait_until_all_deferred(deployment, run_id, CALLBACK_DAG_ID)
+        _finish_jobs(deployment, emulator, run_id, CALLBACK_DAG_ID)
+        state = deployment.wait_for_run(CALLBACK_DAG_ID, run_id, timeout=120)
+        assert state == "success", deployment.run_report(CALLBACK_DAG_ID, run_id)
+        _assert_every_task_succeeded_with_its_own_job(
+            deployment, emulator, run_id, "callback-listener", CALLBACK_DAG_ID
+        )
+        latencies = _assert_prompt_and_through_the_receiver(
+            deployment, emulator, run_id, "callback-listener", listener_base
+        )
+        _record(
+            "callback_triggerer_listener_relay_2_triggerers",
+            deployment,
+            emulator,
+            "callback-listener",
+            latencies,
+            placement=placement,
+        )
+    finally:
+        deployment.env[setting] = deployment.callback_receiver_url
+        for worker in WORKERS:
+            deployment.restart_component(worker)
 
 
 def test_a_killed_triggerer_hands_its_callback_triggers_to_the_other_without_losing_a_callback(
