@@ -17,7 +17,17 @@ blocked triggerer loop cannot stall CI's requests, and delivery to a trigger is 
 ``loop.call_soon_threadsafe(inbox.put_nowait, ...)``. Every provider trigger calls :func:`ensure_listener` from
 ``run()``, so the port serves from the moment the triggerer runs any of them.
 
-Callbacks for tokens nobody waits for yet are buffered for a TTL (CI is fast; the trigger may not have started).
+Without a relay, callbacks for tokens nobody waits for yet are buffered for a TTL (CI is fast; the trigger may not
+have started), and a callback reaching another triggerer only wakes its task at the fallback poll.
+
+With the shared relay (``[tencent_ci] callback_relay_conn_id`` / ``callback_relay_url``, ``callback_relay.py``):
+this process subscribes once (:func:`ensure_listener` starts the subscriber before the port serves); a callback
+this listener receives is published to the relay (200 once stored, 503 when not, so CI retries) instead of being
+routed here; every relayed callback is handed only to this process's registrations of its token
+(:meth:`CallbackRouter.deliver_local`, no early buffer: Redis keeps it with a TTL); a trigger registering here
+takes the callbacks stored for its token (:meth:`CallbackListener.listen`), and after every (re)subscription the
+subscriber re-checks them for every local token. When the port cannot be bound (another triggerer on the host
+holds it), callbacks still arrive through the relay from the receiver that got them (e.g. the API server's).
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import logging
 import socket
 import threading
 
+from airflow_provider_tencent_ci.triggers import callback_relay
 from airflow_provider_tencent_ci.triggers.callbacks.core import (
     EARLY_MAX_BYTES,
     EARLY_MAX_PER_TOKEN,
@@ -35,6 +46,7 @@ from airflow_provider_tencent_ci.triggers.callbacks.core import (
     MAX_BODY_BYTES,
     READ_TIMEOUT_SECONDS,
     CallbackRouter,
+    Inbox,
     Limits,
     RateLimitedLog,
     Registration,
@@ -79,6 +91,7 @@ __all__ = [
     "CallbackMessage",
     "CallbackParseError",
     "CallbackTokenKeyError",
+    "Inbox",
     "Registration",
     "callback_base_url",
     "callback_url",
@@ -115,13 +128,14 @@ class CallbackListener:
         early_ttl: float = EARLY_TTL_SECONDS,
         early_max_tokens: int = EARLY_MAX_TOKENS,
         early_max_bytes: int = EARLY_MAX_BYTES,
+        relay: callback_relay.CallbackRelay | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.max_body_bytes = max_body_bytes
         self.read_timeout = read_timeout
         self.router = CallbackRouter(
-            early_ttl=early_ttl, early_max_tokens=early_max_tokens, early_max_bytes=early_max_bytes
+            early_ttl=early_ttl, early_max_tokens=early_max_tokens, early_max_bytes=early_max_bytes, relay=relay
         )
         self.receiver = H11Receiver(
             self.router,
@@ -202,9 +216,22 @@ class CallbackListener:
         return self._thread is not None and self._thread.is_alive() and self._start_error is None
 
     # -- routing --------------------------------------------------------------------------------------------
-    def register(self, token: str, inbox: asyncio.Queue) -> Registration:
+    def register(self, token: str, inbox: Inbox) -> Registration:
         """Register the running loop's ``inbox`` for a token; buffered early callbacks are delivered at once."""
         return self.router.register(token, inbox)
+
+    async def listen(self, token: str, inbox: Inbox) -> Registration:
+        """Register, then take the callbacks the relay stored for the token (they arrived before this trigger
+        started here, or while it moved between triggerers) and deliver them. A callback both stored and published
+        after the registration arrives twice: a wake costs one job query, never a wrong result."""
+        registration = self.register(token, inbox)
+        subscriber = callback_relay.current_subscriber()
+        if subscriber is not None:
+            for relayed in await subscriber.take_pending(token):
+                message = _parse_relayed(relayed.body, relayed.content_type)
+                if message is not None:
+                    registration.deliver(message)
+        return registration
 
     def unregister(self, reg: Registration) -> None:
         self.router.unregister(reg)
@@ -214,29 +241,70 @@ _INSTANCE: CallbackListener | None = None
 _INSTANCE_LOCK = threading.Lock()
 
 
-def get_listener() -> CallbackListener:
-    """The process-wide listener, started on first use from ``[tencent_ci] callback_listener_host/port``.
+def get_listener(relay_url: str | None = None) -> CallbackListener:
+    """The process-wide listener, started on first use from ``[tencent_ci] callback_listener_host/port``; with a
+    ``relay_url`` its receiver publishes to that relay.
 
-    Raises ``OSError`` when it cannot bind (e.g. another process holds the port): callers fall back to polling.
-    Blocking for the bind: call it through ``asyncio.to_thread`` (or use :func:`ensure_listener`) from a trigger.
+    Raises ``OSError`` when it cannot bind (e.g. another process holds the port) and there is no relay: callers
+    fall back to polling. With a relay, a failed bind is logged and the listener is kept for its registrations
+    (callbacks come through the relay). Blocking for the bind: call it through ``asyncio.to_thread`` (or use
+    :func:`ensure_listener`) from a trigger.
     """
     global _INSTANCE
     with _INSTANCE_LOCK:
-        if _INSTANCE is not None and _INSTANCE.running:
+        if _INSTANCE is not None and (_INSTANCE.running or _INSTANCE.router.relay is not None):
             return _INSTANCE
-        _INSTANCE = CallbackListener(listener_host(), listener_port()).start()
+        relay = callback_relay.CallbackRelay(relay_url) if relay_url else None
+        listener = CallbackListener(listener_host(), listener_port(), relay=relay)
+        try:
+            listener.start()
+        except OSError as err:
+            if relay is None:
+                raise
+            log.warning("CI callback listener not serving here (%s); callbacks arrive through the relay", err)
+        _INSTANCE = listener
         return _INSTANCE
 
 
+def _parse_relayed(body: bytes, content_type: str) -> CallbackMessage | None:
+    try:
+        return parse_callback(body, content_type)
+    except CallbackParseError as err:  # a receiver parsed it before publishing: not from one of ours
+        _unavailable.warning("Callback relay: ignoring a message that does not parse: %.200s", err)
+        return None
+
+
+async def _deliver_relayed(token: str, body: bytes, content_type: str) -> bool:
+    """The relay subscriber's ``deliver``: wake this process's triggers of the token, if any (else ignore it)."""
+    listener = _INSTANCE
+    if listener is None or not listener.router.holds(token):
+        return False
+    message = _parse_relayed(body, content_type)
+    return message is not None and listener.router.deliver_local(token, message)
+
+
+async def _recheck_pending() -> None:
+    """After every (re)subscription: callbacks stored while the subscription was down, for every local token."""
+    listener, subscriber = _INSTANCE, callback_relay.current_subscriber()
+    if listener is None or subscriber is None:
+        return
+    for token in listener.router.tokens():
+        for relayed in await subscriber.take_pending(token):
+            message = _parse_relayed(relayed.body, relayed.content_type)
+            if message is not None:
+                listener.router.deliver_local(token, message)
+
+
 async def ensure_listener() -> CallbackListener | None:
-    """Start the process-wide listener if it is not running; every provider trigger awaits it in ``run()``.
+    """Start the process-wide listener (and the relay subscriber, when a relay is configured) if not running;
+    every provider trigger awaits it at the start of ``run()``.
 
     Idempotent and safe from any number of triggers and loops at once. Never raises: without a token key (nothing
-    could be accepted) or when the port cannot be bound, it logs (rarely) and returns None; waiting triggers then
-    rely on their fallback poll.
+    could be accepted) or when the port cannot be bound and there is no relay, it logs (rarely) and returns None;
+    waiting triggers then rely on their fallback poll.
     """
     current = _INSTANCE
-    if current is not None and current.running:
+    if current is not None and (current.running or current.router.relay is not None):
         return current
     if _token_key() is None:
         global _told_no_key
@@ -244,15 +312,17 @@ async def ensure_listener() -> CallbackListener | None:
             _told_no_key = True
             log.info("CI callback listener not started: %s", CallbackTokenKeyError())
         return None
+    # The subscriber first: once the port serves, a received callback must already go to the relay.
+    subscriber = await callback_relay.ensure_subscriber(_deliver_relayed, _recheck_pending)
     try:
-        return await asyncio.to_thread(get_listener)
+        return await asyncio.to_thread(get_listener, subscriber.url if subscriber is not None else None)
     except OSError as err:
         _unavailable.warning("CI callback listener unavailable (%s); triggers rely on polling", err)
         return None
 
 
 def reset_listener() -> None:
-    """Stop the process-wide listener (tests)."""
+    """Stop the process-wide listener (tests); the relay subscriber stays (see ``callback_relay.stop_subscriber``)."""
     global _INSTANCE
     with _INSTANCE_LOCK:
         if _INSTANCE is not None:

@@ -329,6 +329,11 @@ def start_subscriber(
         return _SUBSCRIBER
 
 
+def current_subscriber() -> RelaySubscriber | None:
+    """The process's subscriber, if one was started."""
+    return _SUBSCRIBER
+
+
 def stop_subscriber() -> None:
     """Stop the process's subscriber (tests, shutdown)."""
     global _SUBSCRIBER

@@ -159,9 +159,12 @@ class _CIJobTaskTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        # Every provider trigger starts the process's listener (and relay subscriber): the port serves from the
+        # moment the triggerer runs any of them, not only once a callback trigger arrives.
+        listener = await callback_listener.ensure_listener()
         poller = get_poller(self.tencentcloud_conn_id, self.region, self.bucket, self.batch_size)
         inbox = Mailbox()
-        registration = await self._listen_for_callbacks(inbox)
+        registration = await self._listen_for_callbacks(listener, inbox)
         sub = poller.subscribe(self.job_id, self.poll_interval, inbox)
         try:
             while True:
@@ -183,7 +186,9 @@ class _CIJobTaskTrigger(BaseTrigger):
             if registration is not None:
                 registration.close()
 
-    async def _listen_for_callbacks(self, inbox: Mailbox) -> callback_listener.Registration | None:
+    async def _listen_for_callbacks(
+        self, listener: callback_listener.CallbackListener | None, inbox: Mailbox
+    ) -> callback_listener.Registration | None:
         """Polling only; the callback trigger also registers with the listener."""
         return None
 
@@ -263,17 +268,18 @@ class CIJobCallbackTrigger(_CIJobTaskTrigger):
             {**self._common_kwargs(), "callback_nonce": self.callback_nonce},
         )
 
-    async def _listen_for_callbacks(self, inbox: Mailbox) -> callback_listener.Registration | None:
-        try:
-            listener = await asyncio.to_thread(callback_listener.get_listener)
-            # The listener only calls put_nowait on the inbox it is given.
-            token = callback_listener.token_for_nonce(self.callback_nonce)
-            return listener.register(token, inbox)  # type: ignore[arg-type]
-        except OSError as err:
-            self.log.warning(
-                "CI callback listener unavailable (%s); relying on polling every %ss", err, self.poll_interval
-            )
+    async def _listen_for_callbacks(
+        self, listener: callback_listener.CallbackListener | None, inbox: Mailbox
+    ) -> callback_listener.Registration | None:
+        if listener is None:
+            self.log.warning("CI callback listener unavailable; relying on polling every %ss", self.poll_interval)
             return None
+        try:
+            token = callback_listener.token_for_nonce(self.callback_nonce)
+        except callback_listener.CallbackTokenKeyError as err:  # the key was removed since the job was submitted
+            self.log.error("Cannot receive CI callbacks (%s); relying on polling every %ss", err, self.poll_interval)
+            return None
+        return await listener.listen(token, inbox)
 
 
 # -- event trigger ------------------------------------------------------------------------------------------
@@ -412,16 +418,20 @@ class CIJobEventTrigger(BaseEventTrigger):
 
     # -- run ------------------------------------------------------------------------------------------------
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        listener = await callback_listener.ensure_listener()
         self._cursor = await self._load_cursor()
         mailbox = Mailbox()
         registration = None
         if self.channel:
-            try:
-                listener = await asyncio.to_thread(callback_listener.get_listener)
-                # The listener only calls put_nowait on the inbox it is given.
-                registration = listener.register(callback_listener.channel_token(self.channel), mailbox)  # type: ignore[arg-type]
-            except OSError as err:
-                self.log.warning("CI callback listener unavailable (%s); polling only", err)
+            if listener is None:
+                self.log.warning("CI callback listener unavailable; polling only")
+            else:
+                try:
+                    token = callback_listener.channel_token(self.channel)
+                except callback_listener.CallbackTokenKeyError as err:
+                    self.log.error("Cannot receive CI callbacks on channel %s (%s); polling only", self.channel, err)
+                else:
+                    registration = await listener.listen(token, mailbox)
         try:
             next_poll = 0.0
             while True:

@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from glob import glob
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ import pytest
 from tests.services.airflow_services import AIRFLOW, AirflowServices, free_port
 
 REPO = Path(__file__).resolve().parents[2]
+_ISO_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)")
+_EVENT_JOB_ID = re.compile(r"""['"]job_id['"]: ['"]([A-Za-z0-9]+)['"]""")
 INSTALL_SCRIPT = REPO / "scripts" / "install-services.sh"
 TRIGGERERS = ("triggerer-1", "triggerer-2")
 WORKERS = ("celery-worker-1", "celery-worker-2")
@@ -194,6 +197,10 @@ class ProductionServices(AirflowServices):
             **(extra_env or {}),
         }
         super().__init__(home, dags_folder, env)
+        # CI calls back the API server's receiver plugin (it publishes to the relay); a test may say otherwise.
+        self.callback_receiver_url = f"{self.base_url}/tencent-ci/callbacks"
+        if "AIRFLOW__TENCENT_CI__CALLBACK_BASE_URL" not in (extra_env or {}):
+            self.env["AIRFLOW__TENCENT_CI__CALLBACK_BASE_URL"] = self.callback_receiver_url
         self.components = ("api-server", "scheduler", "dag-processor", *TRIGGERERS, *WORKERS)
 
     def component_args(self, component: str) -> list[str]:
@@ -232,6 +239,20 @@ class ProductionServices(AirflowServices):
             r"[^\n]*?state=deferred,"
         )
         return set(line.findall(self.log_path("scheduler").read_text(errors="replace")))
+
+    def trigger_event_times(self) -> dict[str, float]:
+        """When each job's trigger fired its event (epoch seconds), by job id, from the per-task trigger logs
+        (the triggerer's "Trigger fired event" line; the event payload names the job)."""
+        fired: dict[str, float] = {}
+        for path in self.home.glob("logs/**/*.log.trigger.*.log"):
+            for line in path.read_text(errors="replace").splitlines():
+                if "Trigger fired event" not in line:
+                    continue
+                stamp, job = _ISO_STAMP.search(line), _EVENT_JOB_ID.search(line)
+                if stamp and job:
+                    with contextlib.suppress(ValueError):
+                        fired.setdefault(job.group(1), datetime.fromisoformat(stamp.group(0)).timestamp())
+        return fired
 
     def kill(self, component: str) -> None:
         """SIGKILL a component's whole process group: no cleanup, no goodbye heartbeat."""

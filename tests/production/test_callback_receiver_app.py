@@ -16,6 +16,7 @@ import pytest
 from airflow_provider_tencent_ci.plugins import callback_receiver
 from airflow_provider_tencent_ci.triggers import callback_relay
 from airflow_provider_tencent_ci.triggers.callback_listener import new_nonce, token_for_nonce
+from airflow_provider_tencent_ci.triggers.callbacks.core import Limits
 from tests.production.deployment import RedisServer, require_packages
 from tests.services.airflow_services import free_port
 
@@ -35,9 +36,10 @@ def serve() -> Iterator[Any]:
 
     servers: list[tuple[Any, threading.Thread]] = []
 
-    def start() -> str:
+    def start(limits: Limits = Limits()) -> str:
         port = free_port()
-        config = uvicorn.Config(callback_receiver.create_app(), host="127.0.0.1", port=port, log_level="warning")
+        app = callback_receiver.create_app(limits)
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
@@ -76,8 +78,7 @@ def test_a_body_slower_than_the_time_cap_is_refused(serve: Any, monkeypatch: pyt
     redis_server.start()
     try:
         monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_RELAY_URL", redis_server.url)
-        monkeypatch.setattr(callback_receiver, "RECEIVE_TIMEOUT_SECONDS", 0.5)
-        base = serve()
+        base = serve(Limits(body_timeout=0.5))
         token = token_for_nonce(new_nonce())
         port = int(base.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -245,3 +246,157 @@ def test_the_relay_url_comes_from_an_airflow_redis_connection(monkeypatch: pytes
     monkeypatch.delenv("AIRFLOW__TENCENT_CI__CALLBACK_RELAY_CONN_ID")
     monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_RELAY_URL", "redis://127.0.0.1:6390/1")
     assert callback_relay.relay_url() == "redis://127.0.0.1:6390/1"
+
+
+# -- the in-triggerer listener wired to the relay (what every provider trigger's run() sets up) ------------------
+@pytest.fixture
+async def relayed_listener(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    """The process's listener and relay subscriber as ``ensure_listener()`` starts them, on a free port."""
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+    from tests.services.airflow_services import free_port
+
+    port = free_port()
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY", "relay-listener-test-key")
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_RELAY_URL", redis_server.url)
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_HOST", "127.0.0.1")
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_PORT", str(port))
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(callback_relay, "_SAID_PROCESS_LOCAL", False)
+    cl.reset_listener()
+    callback_relay.stop_subscriber()
+    try:
+        listener = await cl.ensure_listener()
+        assert listener is not None and listener.running
+        subscriber = callback_relay.current_subscriber()
+        assert subscriber is not None
+        await eventually(subscriber.subscribed.is_set, "the subscription")
+        yield listener
+    finally:
+        cl.reset_listener()
+        callback_relay.stop_subscriber()
+
+
+async def _post_to(url: str, body: bytes) -> int:
+    import httpx
+
+    async with httpx.AsyncClient(trust_env=False, timeout=30) as client:
+        return (await client.post(url, content=body, headers={"Content-Type": JSON})).status_code
+
+
+async def test_the_listener_publishes_to_the_relay_and_the_subscriber_wakes_only_local_registrations(
+    relayed_listener: Any, redis_server: RedisServer
+) -> None:
+    import redis
+
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+    from airflow_provider_tencent_ci.triggers._asyncio import Mailbox
+
+    token, elsewhere = cl.token_for_nonce(cl.new_nonce()), cl.token_for_nonce(cl.new_nonce())
+    mailbox = Mailbox()
+    registration = await relayed_listener.listen(token, mailbox)
+    try:
+        assert await _post_to(cl.callback_url(token), BODY) == 200
+        item = await mailbox.get(10)
+        assert item is not None and item[0] == "callback" and item[1].job_ids() == ["a1"]
+        # Stored in Redis too (for a trigger that registers later), and not routed in-process.
+        assert redis.Redis.from_url(redis_server.url).exists(pending_key(token))
+        assert relayed_listener.router.buffered == 0
+
+        # A token another triggerer holds: published, ignored here, never buffered as "early" in this process.
+        subscriber = callback_relay.current_subscriber()
+        assert subscriber is not None
+        ignored = subscriber.ignored
+        assert await _post_to(cl.callback_url(elsewhere), BODY) == 200
+        await eventually(lambda: subscriber.ignored == ignored + 1, "the relayed callback for another process")
+        assert relayed_listener.router.early == {} and mailbox.empty()
+    finally:
+        registration.close()
+
+    # The trigger of `elsewhere` registers here later (it moved): it takes the stored callback at once.
+    moved = Mailbox()
+    registration = await relayed_listener.listen(elsewhere, moved)
+    try:
+        item = await moved.get(10)
+        assert item is not None and item[1].job_ids() == ["a1"]
+    finally:
+        registration.close()
+
+
+async def test_the_listener_answers_503_while_the_relay_is_down_so_ci_retries(
+    relayed_listener: Any, redis_server: RedisServer
+) -> None:
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+
+    token = cl.token_for_nonce(cl.new_nonce())
+    redis_server.stop()
+    try:
+        assert await _post_to(cl.callback_url(token), BODY) == 503
+        assert relayed_listener.router.buffered == 0  # not kept here either: CI's retry is the copy
+    finally:
+        redis_server.start()
+    assert await _post_to(cl.callback_url(token), BODY) == 200
+
+
+async def test_relay_down_mid_wait_nothing_lost_fallback_poll_then_callbacks_again(
+    relayed_listener: Any, redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis stops while triggers wait: CI's callbacks are refused with 503 (nothing stored anywhere), the tasks
+    finish by their (short) fallback poll; Redis back: a trigger with the default 300 s fallback finishes by its
+    callback within seconds."""
+    from airflow_provider_tencent_ci.emulator.server import Emulator
+
+    with Emulator(data_dir=tmp_path / "emulator") as emu:
+        conn_env, conn_value = emu.airflow_conn_env()
+        monkeypatch.setenv(conn_env, conn_value)
+        await _relay_down_then_back(emu, redis_server)
+
+
+async def _relay_down_then_back(emu: Any, redis_server: RedisServer) -> None:
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+    from airflow_provider_tencent_ci.triggers.ci_job import CIJobCallbackTrigger
+    from tests.triggers.helpers import BUCKET, REGION, put_input, run_trigger_task, submit
+
+    put_input(emu)
+    emu.set_job_timing(0.1, 3600.0)
+
+    def wait_for(job_name: str, poll_interval: float) -> tuple[str, asyncio.Task]:
+        nonce = cl.new_nonce()
+        job_id = submit(f"out/{job_name}.mp4", CallBack=cl.callback_url(cl.token_for_nonce(nonce)))
+        trigger = CIJobCallbackTrigger(
+            job_id=job_id, bucket=BUCKET, region=REGION, callback_nonce=nonce, poll_interval=poll_interval
+        )
+        return job_id, run_trigger_task(trigger)
+
+    def answers(job_id: str) -> list[int | None]:
+        return [c["status"] for c in emu.callbacks_sent if c["job_id"] == job_id]
+
+    waiting = [wait_for(f"relay-down-{i}", 2.0) for i in range(3)]
+    await asyncio.sleep(0.5)  # registered, first poll done (Running)
+    redis_server.stop()
+    try:
+        ended = time.monotonic()
+        for job_id, _ in waiting:
+            emu.force_job_outcome(job_id, "Success")
+        events = await asyncio.wait_for(asyncio.gather(*(task for _, task in waiting)), 15)
+        by_poll = time.monotonic() - ended
+        assert [e.payload["status"] for e in events] == ["success"] * len(waiting)
+        for job_id, _ in waiting:  # every attempt refused (CI retried), none stored: the poll found the jobs
+            await eventually(lambda job_id=job_id: len(answers(job_id)) == 3, "CI's three attempts")
+            assert answers(job_id) == [503, 503, 503]
+    finally:
+        redis_server.start()
+    subscriber = callback_relay.current_subscriber()
+    assert subscriber is not None
+    await eventually(subscriber.subscribed.is_set, "the subscriber to reconnect", timeout=30)
+
+    job_id, task = wait_for("relay-back", 300.0)  # the default fallback: only a callback can finish it in time
+    await asyncio.sleep(0.5)
+    ended = time.monotonic()
+    emu.force_job_outcome(job_id, "Success")
+    event = await asyncio.wait_for(task, 10)
+    by_callback = time.monotonic() - ended
+    assert event.payload["status"] == "success"
+    assert answers(job_id) == [200]
+    print(
+        f"\nrelay down: {len(waiting)} done by fallback poll in {by_poll:.2f}s; back: by callback in {by_callback:.2f}s"
+    )

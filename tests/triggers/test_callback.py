@@ -233,3 +233,48 @@ def test_parse_callback_shapes() -> None:
     assert as_list.event_name == "WorkflowFinish" and as_list.jobs[0]["Code"] == "7"
     single = cl.parse_callback(b'{"JobsDetail": {"JobId": "a3", "State": "Success"}}')
     assert single.fmt == "JSON" and single.jobs[0]["JobId"] == "a3"
+
+
+async def test_a_polling_trigger_starts_the_listener_so_the_port_serves_before_any_callback_trigger(
+    emu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13 item 4: any provider trigger's run() starts the listener (a load balancer health-checks the port)."""
+    from airflow_provider_tencent_ci.triggers.ci_job import CIJobTrigger
+    from tests.triggers.helpers import _free_port
+
+    port = _free_port()
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_PORT", str(port))
+    cl.reset_listener()
+    try:
+        emu.set_job_timing(30, 30)
+        job_id = submit()
+        task = run_trigger_task(CIJobTrigger(job_id=job_id, bucket=BUCKET, region="ap-guangzhou", poll_interval=60))
+        await await_until(lambda: cl._INSTANCE is not None and cl._INSTANCE.running)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)  # the port accepts connections
+        writer.close()
+        await writer.wait_closed()
+        assert not task.done()  # a polling trigger: still waiting on its job
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        cl.reset_listener()
+
+
+async def test_a_callback_trigger_without_a_token_key_logs_it_and_polls(
+    emu: Any,
+    listener: cl.CallbackListener,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The key removed after the job was submitted: the trigger says so and completes by its fallback poll."""
+    nonce, url = _new_callback()
+    job_id = submit(CallBack=url)
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY", "")
+    monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "")
+    event = await asyncio.wait_for(anext(_trigger(job_id, nonce, poll_interval=0.2).run()), 20)
+    assert event.payload["status"] == "success"
+    out, err = capfd.readouterr()  # the trigger logs through Airflow's structlog, to the process output
+    logged = out + err + caplog.text
+    assert "Cannot receive CI callbacks" in logged and "callback_token_key" in logged, logged[-2000:]

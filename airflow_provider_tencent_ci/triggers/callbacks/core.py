@@ -9,9 +9,11 @@ each ``http.request`` message's body, then ``b""`` after the one without ``more_
 405 not POST; 411 chunked or no Content-Length (CI sends a length; a chunked body could not be capped before it is
 read); 400 several differing Content-Length values or one that is not digits (RFC 9110 8.6 and 9112 6.3: ``+5`` is
 not a length); 413 over the size cap; 404 a path that is not ``/<token>`` or ``<base path>/<token>``, or a token
-without a valid MAC; 408 the body did not arrive before the deadline; 400 a body that does not parse; 200 routed
-(delivered to the triggers waiting on the token, or buffered until one starts). Refused bodies of moderate size
-are read and discarded within the same deadline, so the client reads the answer rather than a reset.
+without a valid MAC; 408 the body did not arrive before the deadline; 400 a body that does not parse; then the
+:class:`CallbackSink` answers: 200 once the callback is routed (stored in the shared relay when one is configured,
+else delivered to the local triggers waiting on the token or buffered until one starts), 503 when the relay could
+not store it (CI retries). Refused bodies of moderate size are read and discarded within the same deadline, so the
+client reads the answer rather than a reset.
 
 :class:`CallbackRouter` holds the registrations and the early buffer; it is thread-safe (triggers register from
 their loop, the receiver delivers from its own).
@@ -28,13 +30,17 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
+from airflow_provider_tencent_ci.triggers.callback_relay import CallbackRelayError
 from airflow_provider_tencent_ci.triggers.callbacks.parsing import CallbackMessage, CallbackParseError, parse_callback
 from airflow_provider_tencent_ci.triggers.callbacks.tokens import verify_token
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024  # a JobsDetail is a few KB; anything near a MiB is not CI
+# The whole-body deadline of every receiver (in-triggerer listener and API-server app): a JobsDetail is a few KB,
+# so a body slower than this is a client that is not CI.
 READ_TIMEOUT_SECONDS = 10.0
 EARLY_TTL_SECONDS = 3600.0
 EARLY_MAX_TOKENS = 10_000
@@ -47,6 +53,34 @@ _DRAIN_FACTOR = 4
 _LENGTH_RE = re.compile(r"^[0-9]{1,18}$")
 
 BodyReader = Callable[[], Awaitable[bytes]]
+
+
+class Inbox(Protocol):
+    """Where a trigger receives its callbacks (a ``Mailbox``, or an ``asyncio.Queue``): only ``put_nowait``."""
+
+    def put_nowait(self, item: Any) -> None: ...
+
+
+class Publisher(Protocol):
+    """The shared relay as a receiver sees it (``callback_relay.CallbackRelay``)."""
+
+    async def publish(self, token: str, body: bytes, content_type: str) -> None: ...
+
+
+class CallbackSink(Protocol):
+    """What a receiver does with a valid, parsed callback; returns the HTTP status to answer."""
+
+    async def accept(self, token: str, body: bytes, content_type: str, message: CallbackMessage) -> int: ...
+
+
+async def publish_or_503(relay: Publisher, token: str, body: bytes, content_type: str) -> int:
+    """Hand a callback to the relay: 200 once it is stored, 503 when it is not (so that CI retries)."""
+    try:
+        await relay.publish(token, body, content_type)
+    except CallbackRelayError as err:
+        _refusals.warning("CI callback receiver: %s; answering 503 so that CI retries", err)
+        return 503
+    return 200
 
 
 class ClientGone(Exception):
@@ -90,7 +124,7 @@ class Registration:
     router: CallbackRouter
     token: str
     loop: asyncio.AbstractEventLoop
-    inbox: asyncio.Queue
+    inbox: Inbox
 
     def deliver(self, message: CallbackMessage) -> bool:
         try:
@@ -104,7 +138,12 @@ class Registration:
 
 
 class CallbackRouter:
-    """Registrations by token, and the bounded buffer of callbacks that arrive before their trigger."""
+    """Registrations by token, and the bounded buffer of callbacks that arrive before their trigger.
+
+    With a ``relay`` (a :class:`Publisher`), a received callback is only published there: every triggerer's relay
+    subscriber then hands it to :meth:`deliver_local` of the process holding the token, and Redis (not this
+    process's early buffer) keeps it for a trigger that registers later.
+    """
 
     def __init__(
         self,
@@ -112,7 +151,9 @@ class CallbackRouter:
         early_ttl: float = EARLY_TTL_SECONDS,
         early_max_tokens: int = EARLY_MAX_TOKENS,
         early_max_bytes: int = EARLY_MAX_BYTES,
+        relay: Publisher | None = None,
     ) -> None:
+        self.relay = relay
         self.early_ttl = early_ttl
         self.early_max_tokens = early_max_tokens
         self.early_max_bytes = early_max_bytes
@@ -123,7 +164,7 @@ class CallbackRouter:
         self._lock = threading.Lock()
         self._registrations: dict[str, set[Registration]] = {}
 
-    def register(self, token: str, inbox: asyncio.Queue) -> Registration:
+    def register(self, token: str, inbox: Inbox) -> Registration:
         """Register the running loop's ``inbox`` for a token; buffered early callbacks are delivered at once."""
         reg = Registration(self, token, asyncio.get_running_loop(), inbox)
         with self._lock:
@@ -143,6 +184,37 @@ class CallbackRouter:
                 regs.discard(reg)
                 if not regs:
                     del self._registrations[reg.token]
+
+    def holds(self, token: str) -> bool:
+        with self._lock:
+            return token in self._registrations
+
+    def tokens(self) -> list[str]:
+        """The tokens some trigger of this process waits on."""
+        with self._lock:
+            return list(self._registrations)
+
+    async def accept(self, token: str, body: bytes, content_type: str, message: CallbackMessage) -> int:
+        """A receiver's callback: to the relay when there is one (200 stored / 503 not), else routed locally."""
+        if self.relay is not None:
+            return await publish_or_503(self.relay, token, body, content_type)
+        self.dispatch(token, message)
+        return 200
+
+    def deliver_local(self, token: str, message: CallbackMessage) -> bool:
+        """Wake this process's triggers of the token (a relayed callback); False when none is here. Nothing is
+        buffered: the relay keeps the callback for a trigger that registers later."""
+        with self._lock:
+            regs = list(self._registrations.get(token, ()))
+        delivered = False
+        for reg in regs:
+            if reg.deliver(message):
+                delivered = True
+            else:
+                self.unregister(reg)
+        if delivered:
+            self.delivered += 1
+        return delivered
 
     def dispatch(self, token: str, message: CallbackMessage) -> None:
         with self._lock:
@@ -233,11 +305,15 @@ class _FramingRefused(Exception):
         self.status = status
 
 
-def _content_length(headers: Iterable[tuple[str, str]]) -> int:
-    """The declared body length. :raises _FramingRefused: chunked, no length, differing or malformed lengths."""
+def _content_length(headers: Iterable[tuple[str, str]]) -> tuple[int, str]:
+    """The declared body length and Content-Type. :raises _FramingRefused: chunked, no length, differing or
+    malformed lengths."""
     lengths: set[str] = set()
+    content_type = ""
     for name, value in headers:
         name = name.lower()
+        if name == "content-type":
+            content_type = value.strip()[:200]
         if name == "transfer-encoding":
             raise _FramingRefused(411)
         if name == "content-length":
@@ -247,7 +323,7 @@ def _content_length(headers: Iterable[tuple[str, str]]) -> int:
     (length,) = lengths if len(lengths) == 1 else ("",)
     if not _LENGTH_RE.match(length):
         raise _FramingRefused(400)
-    return int(length)
+    return int(length), content_type
 
 
 async def _read_body(read: BodyReader, limit: int) -> bytes:
@@ -277,7 +353,7 @@ async def _discard(read: BodyReader, length: int, limits: Limits) -> None:
 
 
 async def handle_callback(
-    router: CallbackRouter,
+    sink: CallbackSink,
     method: str,
     path: str,
     headers: Iterable[tuple[str, str]],
@@ -286,14 +362,15 @@ async def handle_callback(
     base_path: str = "",
     limits: Limits = Limits(),
 ) -> int:
-    """Apply every rule to one request and route it; returns the HTTP status to answer.
+    """Apply every rule to one request and hand it to ``sink`` (a :class:`CallbackRouter`, or the API-server
+    receiver's relay sink); returns the HTTP status to answer.
 
     :raises ClientGone: the client left mid-body (nothing to answer).
     """
     if method.upper() != "POST":
         return 405
     try:
-        length = _content_length(headers)
+        length, content_type = _content_length(headers)
     except _FramingRefused as refused:
         return refused.status
     token = token_from_path(path, base_path)
@@ -315,5 +392,4 @@ async def handle_callback(
     except CallbackParseError as err:
         _refusals.warning("CI callback listener: malformed callback refused: %.200s", err)
         return 400
-    router.dispatch(token, message)
-    return 200
+    return await sink.accept(token, body, content_type, message)
