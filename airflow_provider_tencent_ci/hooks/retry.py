@@ -29,6 +29,7 @@ from tenacity import (
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.common.retry import StandardRetryer
 
+from airflow_provider_tencent_ci.common.pacing import report_throttle
 from airflow_provider_tencent_ci.exceptions import (
     TencentCloudAuthError,
     TencentCloudError,
@@ -76,6 +77,8 @@ class RetryPolicy:
             exc = state.outcome.exception() if state.outcome else None
             err = translate_error(exc, operation) if exc is not None else None
             delay = state.next_action.sleep if state.next_action else 0.0
+            if isinstance(err, TencentCloudThrottlingError):
+                report_throttle()
             logger.warning(
                 "%s (attempt %d of %d); retrying in %.2fs", err, state.attempt_number, self.max_attempts, delay
             )

@@ -18,6 +18,7 @@ Example: ``output_key="matted/{{ ds }}/{stem}.png"``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
+from airflow_provider_tencent_ci.common.pacing import throttle_listener
 from airflow_provider_tencent_ci.constants import OUTPUT_SOURCE_METADATA
 from airflow_provider_tencent_ci.exceptions import (
     ParameterValidationError,
@@ -391,16 +393,21 @@ class AdaptiveLimiter:
             self.peak = max(self.peak, self.in_flight)
             return self._window
 
+    def throttled(self, window: int) -> None:
+        """A call that started in ``window`` was throttled (also an attempt the hook then retried by itself)."""
+        with self._cond:
+            if window == self._window:  # the first throttle since the last cut
+                self.limit = max(1, int(self.limit * self.DECREASE))
+                self._window += 1
+                self.decreases += 1
+                self._successes = 0
+
     def release(self, window: int, *, throttled: bool) -> None:
+        if throttled:
+            self.throttled(window)
         with self._cond:
             self.in_flight -= 1
-            if throttled:
-                if window == self._window:  # the first throttle since the last cut
-                    self.limit = max(1, int(self.limit * self.DECREASE))
-                    self._window += 1
-                    self.decreases += 1
-                    self._successes = 0
-            else:
+            if not throttled:
                 self._successes += 1
                 if self.limit < self.max_limit and self._successes >= self.limit:
                     self.limit += 1
@@ -412,6 +419,7 @@ class AdaptiveLimiter:
 class BatchOutcome:
     results: list[dict[str, Any]]  # in item order; empty when the documents went to ``on_result``
     peak_concurrency: int
+    limit_cuts: int = 0  # how often throttling cut the concurrency limit
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -498,6 +506,8 @@ def run_items(
         while (entry := next_item()) is not None:
             index, item, rounds = entry
             window = limiter.acquire()
+            # The hook retries throttled attempts itself; each one still cuts the limit (once per window).
+            throttle_listener.set(functools.partial(limiter.throttled, window))
             throttled = False
             doc: dict[str, Any] | None = None
             try:
@@ -533,7 +543,7 @@ def run_items(
         t.join()
     if listing_error:
         raise listing_error[0]
-    return BatchOutcome([collected[i] for i in sorted(collected)], limiter.peak)
+    return BatchOutcome([collected[i] for i in sorted(collected)], limiter.peak, limiter.decreases)
 
 
 def chunks_of(iterable: Iterable[bytes]) -> Iterator[bytes]:

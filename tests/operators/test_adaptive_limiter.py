@@ -4,7 +4,12 @@ service's capacity with a bounded share of throttled calls."""
 
 from __future__ import annotations
 
-from airflow_provider_tencent_ci.operators._batch import AdaptiveLimiter
+import itertools
+from typing import Any
+
+from airflow_provider_tencent_ci.exceptions import TencentCloudServerError, TencentCloudThrottlingError
+from airflow_provider_tencent_ci.hooks.retry import RetryPolicy, call_with_retry
+from airflow_provider_tencent_ci.operators._batch import AdaptiveLimiter, SourceItem, run_items
 
 
 def test_a_burst_of_throttles_from_one_window_cuts_once() -> None:
@@ -72,3 +77,37 @@ def test_converges_to_the_service_capacity_with_few_throttles() -> None:
     assert max(steady) <= capacity + 1
     assert throttled / calls <= 0.05
     assert sum(steady) / len(steady) >= 0.8 * capacity  # the average stays near the capacity, not at half of it
+
+
+def _hook_call_failing_twice_with(error: Exception) -> Any:
+    """A batch item whose hook call (the real retry path) fails twice with ``error`` and then succeeds."""
+    attempts = itertools.count()
+
+    def call() -> str:
+        if next(attempts) < 2:
+            raise error
+        return "processed"
+
+    def fn(item: SourceItem) -> dict[str, str]:
+        policy = RetryPolicy(max_attempts=4, base_delay=0.0, max_delay=0.0)
+        return {"status": call_with_retry(call, policy=policy, operation="ImageProcess")}
+
+    return fn
+
+
+def test_throttles_the_hook_retried_by_itself_still_cut_the_limit() -> None:
+    throttle = TencentCloudThrottlingError("slow down", code="SlowDown", status_code=503)
+    outcome = run_items(
+        [SourceItem(kind="cos", bucket="b", key="k")], _hook_call_failing_twice_with(throttle), max_concurrency=8
+    )
+    assert [r["status"] for r in outcome.results] == ["processed"]  # the call itself succeeded ...
+    assert outcome.limit_cuts == 1  # ... and its two throttled attempts (one window) cut the limit once
+
+
+def test_other_retried_errors_do_not_cut_the_limit() -> None:
+    server_error = TencentCloudServerError("oops", code="InternalError", status_code=500)
+    outcome = run_items(
+        [SourceItem(kind="cos", bucket="b", key="k")], _hook_call_failing_twice_with(server_error), max_concurrency=8
+    )
+    assert [r["status"] for r in outcome.results] == ["processed"]
+    assert outcome.limit_cuts == 0
