@@ -9,7 +9,9 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +20,10 @@ from airflow_provider_tencent_ci.constants import SEGMENTATION_PARTS
 from airflow_provider_tencent_ci.get_provider_info import CONN_FIELDS
 from airflow_provider_tencent_ci.hooks.base import TencentCloudBaseHook
 from tests.dags._support import EXAMPLE_DAGS
+from tests.operators.image_support import open_image, subject_png
 from tests.services.airflow_services import AIRFLOW, AirflowServices
 from tests.ui.browser import browser_missing, chromium, screenshot, start_ui_services
+from tests.ui.dags import tencent_ci_ui_extra_link as link_dag
 
 
 def _airflow_version() -> tuple[int, int]:
@@ -65,6 +69,7 @@ def ui_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowSer
     dags = root / "dags"
     dags.mkdir()
     shutil.copy(EXAMPLE_DAGS / "tencent_ci_portrait_studio.py", dags)
+    shutil.copy(Path(link_dag.__file__), dags)  # parsed while the form tests run
     services = AirflowServices(root / "airflow-home", dags, {"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"})
     try:
         start_ui_services(services)
@@ -230,3 +235,63 @@ def test_connections_test_cli_reports_a_wrong_key(ui_services: AirflowServices, 
     assert "Connection failed!" in out.stdout
     assert "request_id=" in out.stdout, out.stdout[-2000:]
     assert wrong_key not in out.stdout + out.stderr
+
+
+def test_task_extra_link_opens_the_output_in_the_emulator_view(
+    ui_services: AirflowServices, browser: Any, tencent_emulator: Any
+) -> None:
+    """Run a matting task on the real scheduler, then click its "COS Output" link on the task instance page."""
+    by, emu = _by(), tencent_emulator
+    emu.put_object(link_dag.BUCKET, link_dag.SOURCE_KEY, subject_png(), content_type="image/png")
+    cred = emu.credential(False)
+    ui_services._request(
+        "POST",
+        "/api/v2/connections",
+        {
+            "connection_id": link_dag.CONN_ID,
+            "conn_type": "tencentcloud",
+            "login": cred.secret_id,
+            "password": cred.secret_key,
+            "extra": json.dumps(emu.connection_extras()),  # carries console_base_url: the emulator's object view
+        },
+    )
+    ui_services.start_component("scheduler")  # the UI fixture runs none; LocalExecutor runs the task under it
+    ui_services.wait_for_dag(link_dag.DAG_ID, timeout=300)
+    run_id = ui_services.trigger_dag(link_dag.DAG_ID)
+    assert ui_services.wait_for_run(link_dag.DAG_ID, run_id, timeout=300) == "success"
+    output = emu.get_object(link_dag.BUCKET, link_dag.OUTPUT_KEY)
+    assert output is not None and output.content_type == "image/png"
+
+    browser.set_window_size(1400, 1400)
+    run = urllib.parse.quote(run_id, safe="")
+    browser.get(f"{ui_services.base_url}/dags/{link_dag.DAG_ID}/runs/{run}/tasks/matting")
+    # The task instance page opens on its logs; its Details tab lists the extra links as anchors (target=_blank)
+    # under "Extra Links".
+    details = "//a[contains(@href, '/tasks/matting/details')]"
+    wait_until(lambda: browser.find_element(by.XPATH, details), "the Details tab").click()
+    try:
+        link = wait_until(lambda: browser.find_element(by.XPATH, "//a[normalize-space(.)='COS Output']"), "the link")
+    finally:
+        screenshot(browser, "5-task-instance-extra-link")
+    expected = f"{emu.console_base_url}/objects/{link_dag.BUCKET}/{link_dag.OUTPUT_KEY}"
+    assert link.get_attribute("href") == expected
+    assert link.get_attribute("target") == "_blank"
+
+    before = set(browser.window_handles)
+    link.click()
+    opened = wait_until(lambda: set(browser.window_handles) - before, "the link's new tab")
+    main = browser.current_window_handle
+    browser.switch_to.window(opened.pop())
+    try:
+        assert wait_until(lambda: browser.current_url == expected, "the object view URL")
+        # The view serves the object itself with its content type: Chromium shows it as an image document.
+        assert wait_until(lambda: browser.execute_script("return document.contentType"), "the document") == "image/png"
+        width = wait_until(
+            lambda: browser.execute_script("const i = document.images[0]; return i && i.complete && i.naturalWidth"),
+            "the image to load",
+        )
+        assert width == open_image(bytes(output.data)).size[0]
+        screenshot(browser, "6-emulator-object-view")
+    finally:
+        browser.close()
+        browser.switch_to.window(main)
