@@ -459,7 +459,13 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
         if outs:
             bucket, prefix = outs[0]
             folder = _folder(prefix)
-            COSObjectLink.persist(context, bucket=bucket, key=f"{folder}/" if folder else "", region=self._region())
+            COSObjectLink.persist(
+                context,
+                bucket=bucket,
+                key=f"{folder}/" if folder else "",
+                region=self._region(),
+                console_base_url=self.hook.config.console_base_url,  # the emulator's object view, when it has one
+            )
         self._lineage_out = [(f"cos://{b}", p) for b, p in outs]
         self._lineage_out += [("file", _batch.template_base(t)) for t in self._local_output_templates()]
 
