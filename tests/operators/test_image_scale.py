@@ -174,7 +174,9 @@ def test_a_large_batch_returns_a_small_summary_and_writes_the_manifest(tencent_c
     assert all(d["output_key"] in outputs and d["etag"] and d["request_id"] for d in docs)
     assert len(outputs) == n + 1  # the outputs and the manifest
     link = xcom(dr, "process", key="_link_COSObjectLink")  # the output folder, in the emulator's object view
-    assert link.startswith(f"{emu.console_base_url}/objects/{BUCKET}/") and link.endswith("?prefix=big-out%2F2024-01-01%2F")
+    assert link.startswith(f"{emu.console_base_url}/objects/{BUCKET}/") and link.endswith(
+        "?prefix=big-out%2F2024-01-01%2F"
+    )
     assert paid(emu)["ImageProcess"] == n
 
     # The manifest lives under the output prefix but is never taken as a source or as an output of this batch.
