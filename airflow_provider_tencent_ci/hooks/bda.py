@@ -27,15 +27,9 @@ _OPERATION = "SegmentCustomizedPortraitPic"
 class BDAHook(TencentCloudBaseHook):
     """Body analysis (BDA) calls. Region must be one of ``constants.BDA_REGIONS`` on the real service."""
 
-    def __init__(
-        self,
-        tencentcloud_conn_id: str = TencentCloudBaseHook.default_conn_name,
-        region: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(tencentcloud_conn_id=tencentcloud_conn_id, region=region, **kwargs)
-        self._client: bda_client.BdaClient | None = None
-        self._client_creds: Credentials | None = None
+    # Built on first use and kept while the credentials they were built with are current.
+    _client: bda_client.BdaClient | None = None
+    _client_creds: Credentials | None = None
 
     def get_conn(self) -> bda_client.BdaClient:
         """The hook's BdaClient (rebuilt only when temporary credentials rotate)."""

@@ -16,15 +16,9 @@ from airflow_provider_tencent_ci.validation import check_non_empty_str
 class CosClientHook(TencentCloudBaseHook):
     """One ``CosS3Client(conf, retry=0)`` per hook (our retry policy is the only retry loop), on the shared pool."""
 
-    def __init__(
-        self,
-        tencentcloud_conn_id: str = TencentCloudBaseHook.default_conn_name,
-        region: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(tencentcloud_conn_id=tencentcloud_conn_id, region=region, **kwargs)
-        self._client: CosS3Client | None = None
-        self._client_creds: Credentials | None = None
+    # Built on first use and kept while the credentials they were built with are current.
+    _client: CosS3Client | None = None
+    _client_creds: Credentials | None = None
 
     def get_conn(self) -> CosS3Client:
         """The hook's CosS3Client (built once; rebuilt only when temporary credentials rotate)."""

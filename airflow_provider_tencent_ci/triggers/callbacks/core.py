@@ -206,6 +206,20 @@ class CallbackRouter:
         buffered: the relay keeps the callback for a trigger that registers later."""
         with self._lock:
             regs = list(self._registrations.get(token, ()))
+        return self._wake(regs, message)
+
+    def dispatch(self, token: str, message: CallbackMessage) -> None:
+        with self._lock:
+            regs = list(self._registrations.get(token, ()))
+            if not regs:
+                self._buffer(token, message)
+                return
+        if not self._wake(regs, message):
+            with self._lock:
+                self._buffer(token, message)
+
+    def _wake(self, regs: list[Registration], message: CallbackMessage) -> bool:
+        """Hand the message to each registration (dropping those whose trigger is gone); True if one took it."""
         delivered = False
         for reg in regs:
             if reg.deliver(message):
@@ -215,24 +229,6 @@ class CallbackRouter:
         if delivered:
             self.delivered += 1
         return delivered
-
-    def dispatch(self, token: str, message: CallbackMessage) -> None:
-        with self._lock:
-            regs = list(self._registrations.get(token, ()))
-            if not regs:
-                self._buffer(token, message)
-                return
-        delivered = False
-        for reg in regs:
-            if reg.deliver(message):
-                delivered = True
-            else:
-                self.unregister(reg)
-        if delivered:
-            self.delivered += 1
-        else:
-            with self._lock:
-                self._buffer(token, message)
 
     def _buffer(self, token: str, message: CallbackMessage) -> None:
         # Called with the lock held. Expire old entries, then cap tokens, messages per token and estimated bytes,
