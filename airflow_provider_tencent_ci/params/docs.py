@@ -57,6 +57,30 @@ def _section(spec: ParamSpec, parent: ParamSpec | None) -> list[str]:
     return lines
 
 
+# Rules that need the connection or the rendered values of several operators, checked in execute() before any paid
+# call; listed here so users find every rule in one page (the code that enforces each is named).
+RUN_TIME_RULES = [
+    "## Rules checked when the task runs, before any paid call",
+    "",
+    "- **Callback base URL** (`use_callback_listener=True`): when the connection targets Tencent's own endpoints (no",
+    "  `proxy`/`proxies`, no custom `cos_endpoint`/`ci_endpoint`), `[tencent_ci] callback_base_url` must not be a",
+    "  loopback, private-range, link-local or unspecified address: CI could never call it. Set it to a public https",
+    "  URL (the API-server receiver, see README). Against the emulator loopback is allowed. (`jobs/callbacks.py`)",
+    "- **Callback token key**: callbacks need `[tencent_ci] callback_token_key` (or `[core] fernet_key`).",
+    "  (`triggers/callbacks/tokens.py`)",
+    "- **Job lists** always name the AI queue type (`queueType=AIProcess`, the 2025 list page; older pages require",
+    "  `queueId`); the rerun lookup also filters by the job's `inputObject`. A failed lookup fails the task",
+    "  (`RerunLookupError`) instead of submitting a second job.",
+    "  (`hooks/ci_jobs.py`, `operators/segment_video_body.py`)",
+    "- **BDA** `url` and an image are never sent together (only `Url` would be used). (`hooks/bda.py`)",
+    "- **Outputs** never overwrite a source or another output of the same task (keys compared as stored: leading `/`",
+    "  dropped, Pic-Operations fileids resolved against the source's folder); local outputs stay inside the",
+    "  template's fixed folder; an existing output recorded as another source's is neither skipped nor overwritten.",
+    "  (`operators/_image_base.py`, `operators/_batch.py`)",
+    "",
+]
+
+
 def render() -> str:
     lines = [
         "# Parameter constraints",
@@ -72,6 +96,7 @@ def render() -> str:
     ]
     for spec, parent in SECTIONS:
         lines += _section(spec, parent)
+    lines += RUN_TIME_RULES
     return "\n".join(lines)
 
 
