@@ -375,7 +375,7 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
             return []
         self._warm_up()
         limit = int(self._checked.get("max_concurrency", IMAGE_MAX_CONCURRENCY_DEFAULT))
-        if large and self._skip_existing():
+        if large:  # one listing instead of a HEAD per output: only outputs that exist are HEADed (owner, freshness)
             self._listed_outputs = self._list_outputs()
         process = self._process_unique(set(), threading.Lock()) if streamed else self._process
         count = f"{len(items)}" if isinstance(items, list) else "the listed"

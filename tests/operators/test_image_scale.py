@@ -96,6 +96,28 @@ def test_the_first_paid_call_comes_before_the_last_listing_page(
     assert {d["status"] for d in docs} == {"processed"}
 
 
+def test_a_large_overwrite_batch_learns_missing_outputs_from_one_listing(tencent_conn: Any) -> None:
+    """if_exists="overwrite" still checks an existing output's owner, but outputs that do not exist cost no HEAD."""
+    emu = tencent_conn
+    n = 250
+    _put_many(emu, "fresh/", n)
+    with _dag("scale_overwrite") as dag:
+        PortraitMattingOperator(
+            task_id="process",
+            bucket=BUCKET,
+            source_prefix="fresh/",
+            output_key="fresh-out/{stem}.png",
+            if_exists="overwrite",
+            max_concurrency=8,
+        )
+    emu.stats.reset()
+    dr = run_dag(dag, logical_date=START)
+    assert state(dr, "process") == "success"
+    assert paid(emu)["ImageProcess"] == n
+    assert emu.stats.count(operation="HeadObject") == 0  # was one HEAD per output
+    assert emu.stats.count(operation="ListObjects") == 2  # the sources once, the outputs once
+
+
 def test_a_rerun_lists_the_outputs_once_and_redoes_only_a_changed_source(tencent_conn: Any) -> None:
     emu = tencent_conn
     n = 250
