@@ -18,7 +18,6 @@ import pytest
 
 from airflow_provider_tencent_ci.constants import SEGMENTATION_PARTS
 from airflow_provider_tencent_ci.get_provider_info import CONN_FIELDS
-from airflow_provider_tencent_ci.hooks.base import TencentCloudBaseHook
 from tests.dags._support import EXAMPLE_DAGS
 from tests.operators.image_support import open_image, subject_png
 from tests.services.airflow_services import AIRFLOW, AirflowServices
@@ -37,13 +36,16 @@ pytestmark = [
     pytest.mark.ui,
     pytest.mark.services,
     pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing())),
-    pytest.mark.skipif(
-        _airflow_version() < (3, 2) and "get_connection_form_widgets" not in TencentCloudBaseHook.__dict__,
-        reason="Airflow 3.1 builds the connection form from the hook class, not from the provider's conn-fields "
-        "metadata (3.2+), and TencentCloudBaseHook has no get_connection_form_widgets() yet: the extra fields "
-        "this test fills do not exist in 3.1's form",
-    ),
 ]
+
+# The browser tests drive the Airflow >= 3.2 UI. Airflow 3.1's UI builds the connection form from the hook class
+# (TencentCloudBaseHook's legacy methods, checked in tests/test_provider_registration.py) and its pages differ; the
+# non-browser tests of this module (hook_meta, `airflow connections test`) run on 3.1 too.
+BROWSER_NEEDS_3_2 = pytest.mark.skipif(
+    _airflow_version() < (3, 2),
+    reason="these browser steps drive the Airflow >= 3.2 UI; 3.1's pages differ (its connection form facts are "
+    "tested in tests/test_provider_registration.py)",
+)
 
 CONN_ID = "tencent_from_the_form"
 WAIT = 60.0
@@ -110,6 +112,7 @@ def test_hook_meta_declares_the_form(ui_services: AirflowServices) -> None:
     assert set(meta["extra_fields"]) == set(CONN_FIELDS)
 
 
+@BROWSER_NEEDS_3_2
 def test_add_connection_form_saves_a_tencent_connection(
     ui_services: AirflowServices, browser: Any, tencent_emulator: Any
 ) -> None:
@@ -184,6 +187,7 @@ def test_connections_test_cli_on_the_saved_connection(ui_services: AirflowServic
     assert tencent_emulator.credential(False).secret_key not in out.stdout + out.stderr
 
 
+@BROWSER_NEEDS_3_2
 def test_portrait_studio_trigger_form_has_the_parts_multi_select(ui_services: AirflowServices, browser: Any) -> None:
     by = _by()
     ui_services.wait_for_dag("tencent_ci_portrait_studio", timeout=300)
@@ -231,12 +235,14 @@ def test_connections_test_cli_reports_a_wrong_key(ui_services: AirflowServices, 
         timeout=300,
         check=False,
     )
-    assert out.returncode == 1, out.stdout[-3000:]
+    # Airflow >= 3.2 exits 1 after "Connection failed!"; 3.1's `connections test` exits 0 (cli connection_command).
+    assert out.returncode == (1 if _airflow_version() >= (3, 2) else 0), out.stdout[-3000:]
     assert "Connection failed!" in out.stdout
     assert "request_id=" in out.stdout, out.stdout[-2000:]
     assert wrong_key not in out.stdout + out.stderr
 
 
+@BROWSER_NEEDS_3_2
 def test_task_extra_link_opens_the_output_in_the_emulator_view(
     ui_services: AirflowServices, browser: Any, tencent_emulator: Any
 ) -> None:
