@@ -396,6 +396,8 @@ async def _relay_down_then_back(emu: Any, redis_server: RedisServer) -> None:
     event = await asyncio.wait_for(task, 10)
     by_callback = time.monotonic() - ended
     assert event.payload["status"] == "success"
+    # The emulator records its delivery after the answer arrives, which may be after the trigger already woke.
+    await eventually(lambda: answers(job_id) == [200], "the emulator's record of the stored callback")
     assert answers(job_id) == [200]
     print(
         f"\nrelay down: {len(waiting)} done by fallback poll in {by_poll:.2f}s; back: by callback in {by_callback:.2f}s"
