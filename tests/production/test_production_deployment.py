@@ -84,8 +84,7 @@ def deployment(
     tmp_path_factory: pytest.TempPathFactory, emulator: Emulator, relay_redis: RedisServer
 ) -> Iterator[ProductionServices]:
     dags = tmp_path_factory.mktemp("dags")
-    for dag_id in (DAG_ID, CALLBACK_DAG_ID):
-        shutil.copy(DAGS / f"{dag_id}.py", dags / f"{dag_id}.py")
+    shutil.copy(DAGS / "production_video_body.py", dags / "production_video_body.py")  # both DAGs
     # The example event pipeline as shipped, with a test-sized list poll (its watcher is built at parse time).
     pipeline = (REPO / "example_dags" / f"{PIPELINE_DAG_ID}.py").read_text()
     assert pipeline.count("poll_interval=60,") == 1, "the example's watcher poll interval moved: update this test"
