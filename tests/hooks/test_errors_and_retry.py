@@ -267,7 +267,7 @@ def test_test_connection_true_and_false(
     assert ok and f"key AKID…{sts.secret_id[-4:]}" in message and sts.token not in message
 
     dead = set_conn(
-        monkeypatch, "tc_dead", "AKIDX", "k" * 20, {"scheme": "http", "proxy": "http://127.0.0.1:9", **FAST_RETRY}
+        monkeypatch, "tc_dead", "AKIDX", "k" * 20, {"use_https": False, "proxy": "http://127.0.0.1:9", **FAST_RETRY}
     )
     ok, message = CIHook(dead).test_connection()
     assert not ok and "no answer" in message
