@@ -66,7 +66,7 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     # short enough to make every log warn. The `scheme` extra (https/http) is still read (hooks/credentials.py).
     "use_https": {
         "label": "Use HTTPS",
-        "description": "Send every request over https. Untick only for a local emulator (plain http).",
+        "description": "Send every request over https. Turn off only for a local emulator (plain http).",
         "schema": {"type": ["boolean", "null"], "default": True},
     },
     "proxy": _text("Proxy", "HTTP(S) proxy URL for every request, e.g. http://proxy.example.com:3128."),
