@@ -242,8 +242,14 @@ def test_provider_info_passes_airflows_schema() -> None:
 def test_pyproject_declares_license_extras_and_direct_imports() -> None:
     import tomllib
 
-    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    project = pyproject["project"]
     assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+    # The wheel's py.typed (checked with `pip wheel`: dist-info/licenses/LICENSE and the package's py.typed).
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["airflow_provider_tencent_ci"]
+    assert (Path(__file__).parents[1] / "airflow_provider_tencent_ci" / "py.typed").is_file()
+    # No repository address is published yet: none is guessed (CHANGELOG, Packaging).
+    assert not {"Homepage", "Source", "Repository"} & set(project["urls"])
     assert "Apache License" in (Path(__file__).parents[1] / "LICENSE").read_text()[:200]
     deps = " ".join(project["dependencies"])
     for module in ("requests", "asgiref", "httpx", "defusedxml", "Pillow", "pendulum"):
