@@ -62,8 +62,7 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "instance role (metadata service).",
         "schema": {"type": ["boolean", "null"], "default": False},
     },
-    # A boolean, not a `scheme` string: Airflow registers every string extra with its secret masker, and "http" is
-    # short enough to make every log warn. The `scheme` extra (https/http) is still read (hooks/credentials.py).
+    # A boolean, not a `scheme` string (why: hooks/credentials.py `_scheme`, which still reads `scheme` too).
     "use_https": {
         "label": "Use HTTPS",
         "description": "Send every request over https. Turn off only for a local emulator (plain http).",

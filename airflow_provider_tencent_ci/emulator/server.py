@@ -253,7 +253,7 @@ class Emulator:
             "region": self.region,
             "appid": self.appid,
             # A boolean rather than "scheme": "http": Airflow hands every string extra to its secret masker,
-            # which warns in every task log about a value that short.
+            # which warns in every task log about a value that short. No extra here is a short string.
             "use_https": False,
             "proxy": self.url,
             "console_base_url": self.console_base_url,
