@@ -64,6 +64,40 @@ SERVER_FAULT_CODES: frozenset[str] = frozenset(
 
 NOT_FOUND_CODES: frozenset[str] = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchJob", "ResourceNotFound"})
 
+# Error codes documented as the caller's fault in the request itself: the same request is refused the same way, so
+# they are final (no Airflow retry). Sources: COS/CI error codes (intl/cn 436/7730: 400 InvalidArgument, InvalidRequest,
+# MalformedXML, InvalidURI, InvalidDigest, KeyTooLong, EntityTooLarge/EntityTooSmall); API 3.0 common error codes (e.g.
+# intl 1073/38701: InvalidParameter, InvalidParameterValue, MissingParameter, UnknownParameter, InvalidAction); BDA
+# SegmentCustomizedPortraitPic's own table (cn 1208/47022, seed bda-segment-customized-portrait-pic.zh.txt) for the
+# image faults. Not here, although 4xx: BadDigest and RequestTimeout (the body may have been damaged or slow on the
+# way), FailedOperation.* codes that are service faults, and codes the documents do not name (those stay retryable
+# by Airflow: the safe reading of an unknown answer).
+INVALID_REQUEST_CODES: frozenset[str] = frozenset(
+    {
+        "InvalidArgument",
+        "InvalidRequest",
+        "MalformedXML",
+        "InvalidURI",
+        "InvalidDigest",
+        "KeyTooLong",
+        "EntityTooLarge",
+        "EntityTooSmall",
+        "InvalidAction",
+        "MissingParameter",
+        "UnknownParameter",
+        "FailedOperation.ImageDecodeFailed",
+        "FailedOperation.ImageNotSupported",
+        "FailedOperation.ImageResolutionExceed",
+        "FailedOperation.ImageResolutionInsufficient",
+        "FailedOperation.ImageSizeExceed",
+        "FailedOperation.RequestEntityTooLarge",
+        "LimitExceeded.TooLargeFileError",
+    }
+)
+# Families by prefix: InvalidParameter, InvalidParameter.*, InvalidParameterValue, InvalidParameterValue.*, and the
+# dotted forms of MissingParameter / UnknownParameter.
+INVALID_REQUEST_PREFIXES: tuple[str, ...] = ("InvalidParameter", "MissingParameter.", "UnknownParameter.")
+
 
 class TencentCloudError(AirflowException):
     """A Tencent Cloud service (or the network on the way to it) refused a call."""
@@ -124,7 +158,20 @@ class TencentCloudAuthError(TencentCloudError):
 
 
 class TencentCloudParameterError(TencentCloudError):
-    """The service rejected the request's parameters; retrying the same request cannot help."""
+    """The service rejected the request (a 4xx the other classes do not cover); the hook does not retry it.
+
+    Airflow may still retry the task: an undocumented code could be about state that changes. The codes documented
+    as the caller's fault raise the final subclass :class:`TencentCloudInvalidRequestError`.
+    """
+
+
+class TencentCloudInvalidRequestError(TencentCloudParameterError, AirflowFailException):
+    """The service refused the request with a code documented as the caller's fault (``INVALID_REQUEST_CODES``).
+
+    Final, like :class:`ParameterValidationError`: as an ``AirflowFailException`` it fails the task without Airflow
+    retries (the same request would be refused the same way). The message keeps the service's code, message and
+    request id.
+    """
 
 
 class TencentCloudNotFoundError(TencentCloudError):
@@ -182,4 +229,6 @@ def classify(code: str | None, status_code: int | None) -> type[TencentCloudErro
         return TencentCloudServerError
     if code in NOT_FOUND_CODES or status_code == 404:
         return TencentCloudNotFoundError
+    if code in INVALID_REQUEST_CODES or (code or "").startswith(INVALID_REQUEST_PREFIXES):
+        return TencentCloudInvalidRequestError
     return TencentCloudParameterError

@@ -62,10 +62,11 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "instance role (metadata service).",
         "schema": {"type": ["boolean", "null"], "default": False},
     },
-    "scheme": {
-        "label": "Scheme",
-        "description": "Protocol of every request: https, or http for a local emulator.",
-        "schema": {"type": ["string", "null"], "enum": ["https", "http"], "default": "https"},
+    # A boolean, not a `scheme` string (why: hooks/credentials.py `_scheme`, which still reads `scheme` too).
+    "use_https": {
+        "label": "Use HTTPS",
+        "description": "Send every request over https. Turn off only for a local emulator (plain http).",
+        "schema": {"type": ["boolean", "null"], "default": True},
     },
     "proxy": _text("Proxy", "HTTP(S) proxy URL for every request, e.g. http://proxy.example.com:3128."),
     "cos_endpoint": _text("COS endpoint", "Instead of cos.<region>.myqcloud.com, e.g. a private or emulator host."),

@@ -24,6 +24,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from cryptography.fernet import Fernet
+
 REPO = Path(__file__).resolve().parent.parent
 DEMO_HOME = REPO / ".demo"
 AIRFLOW_HOME = DEMO_HOME / "airflow-home"
@@ -48,7 +50,9 @@ def configure_environment(callback_port: int, verbose: bool) -> None:
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "example_dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
-        "AIRFLOW__CORE__FERNET_KEY": os.environ.get("AIRFLOW__CORE__FERNET_KEY", ""),
+        # A key per run (the metadata DB is fresh too): trigger kwargs and connections are stored encrypted as in
+        # production, and the log has no "empty cryptography key" warning.
+        "AIRFLOW__CORE__FERNET_KEY": os.environ.get("AIRFLOW__CORE__FERNET_KEY") or Fernet.generate_key().decode(),
         # Callback URLs need a token key; the demo makes one per run unless the shell sets it.
         "AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY": os.environ.get("AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY")
         or secrets.token_urlsafe(32),

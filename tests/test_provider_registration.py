@@ -117,7 +117,7 @@ def test_connection_form_has_a_field_for_every_extra() -> None:
         assert fields[name]["description"], name
     assert fields["token"]["schema"]["format"] == "password"
     assert "boolean" in fields["use_instance_role"]["schema"]["type"]
-    assert fields["scheme"]["schema"]["enum"] == ["https", "http"]
+    assert "scheme" not in fields and "boolean" in fields["use_https"]["schema"]["type"]
     assert "integer" in fields["max_attempts"]["schema"]["type"]
 
 
@@ -125,8 +125,9 @@ def test_every_form_field_is_an_extra_the_hook_reads() -> None:
     """A form field the hook ignored would be a setting that silently does nothing."""
     from airflow_provider_tencent_ci.hooks.credentials import ConnectionConfig
 
-    config_fields = set(ConnectionConfig.__dataclass_fields__)
+    config_fields = set(ConnectionConfig.__dataclass_fields__) | {"use_https"}  # a property over `scheme`
     assert set(CONN_FIELDS) <= config_fields, set(CONN_FIELDS) - config_fields
+    assert isinstance(ConnectionConfig.use_https, property)
 
 
 def test_values_the_form_produces_are_accepted_by_the_hook() -> None:
@@ -136,7 +137,7 @@ def test_values_the_form_produces_are_accepted_by_the_hook() -> None:
     from airflow_provider_tencent_ci.hooks.credentials import ConnectionConfig
 
     extra = {name: spec["schema"].get("default") for name, spec in CONN_FIELDS.items()}
-    extra.update(region="ap-shanghai", appid="1250000000", timeout=12.5, max_attempts=2, scheme="http")
+    extra.update(region="ap-shanghai", appid="1250000000", timeout=12.5, max_attempts=2, use_https=False)
     conn = Connection(conn_id="form", conn_type="tencentcloud", login="AKIDx", password="k", extra=json.dumps(extra))
     cfg = ConnectionConfig.from_connection(conn)
     assert (cfg.region, cfg.appid, cfg.timeout, cfg.max_attempts, cfg.scheme) == (
@@ -146,7 +147,7 @@ def test_values_the_form_produces_are_accepted_by_the_hook() -> None:
         2,
         "http",
     )
-    assert cfg.use_instance_role is False and cfg.token is None and cfg.role_arn is None
+    assert cfg.use_instance_role is False and cfg.token is None and cfg.role_arn is None and not cfg.use_https
 
 
 def test_legacy_field_behaviour_matches_airflows_schema() -> None:
@@ -199,7 +200,7 @@ def test_legacy_widgets_render_the_same_fields(monkeypatch: pytest.MonkeyPatch) 
         assert params[name]["schema"]["title"] == spec["label"], name
         assert params[name]["description"] == spec["description"], name
     assert params["token"]["schema"]["format"] == "password"
-    assert params["scheme"]["schema"]["enum"] == ["https", "http"]
+    assert params["use_https"]["schema"]["type"][0] == "boolean"
     assert params["use_instance_role"]["schema"]["type"][0] == "boolean"
     assert params["max_attempts"]["schema"]["type"][0] == "integer"
 
@@ -241,8 +242,12 @@ def test_provider_info_passes_airflows_schema() -> None:
 def test_pyproject_declares_license_extras_and_direct_imports() -> None:
     import tomllib
 
-    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    project = pyproject["project"]
     assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+    # The wheel's py.typed (checked with `pip wheel`: dist-info/licenses/LICENSE and the package's py.typed).
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["airflow_provider_tencent_ci"]
+    assert (Path(__file__).parents[1] / "airflow_provider_tencent_ci" / "py.typed").is_file()
     assert "Apache License" in (Path(__file__).parents[1] / "LICENSE").read_text()[:200]
     deps = " ".join(project["dependencies"])
     for module in ("requests", "asgiref", "httpx", "defusedxml", "Pillow", "pendulum"):

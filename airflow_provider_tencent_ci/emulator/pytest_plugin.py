@@ -1,4 +1,8 @@
-"""pytest plugin (entry point ``pytest11``): a session-wide emulator and a per-test connection to it.
+"""pytest plugin: a session-wide emulator and a per-test connection to it.
+
+Opt-in (no ``pytest11`` entry point, so installing the provider does not load it into every pytest session):
+``pytest -p airflow_provider_tencent_ci.emulator.pytest_plugin``, the same in ``addopts``, or
+``pytest_plugins = ["airflow_provider_tencent_ci.emulator.pytest_plugin"]`` in a top-level ``conftest.py``.
 
 Importing this module is cheap: the emulator itself is imported when a fixture is first used.
 """

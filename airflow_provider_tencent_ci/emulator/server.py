@@ -252,7 +252,9 @@ class Emulator:
         extras: dict[str, Any] = {
             "region": self.region,
             "appid": self.appid,
-            "scheme": "http",
+            # A boolean rather than "scheme": "http": Airflow hands every string extra to its secret masker,
+            # which warns in every task log about a value that short. No extra here is a short string.
+            "use_https": False,
             "proxy": self.url,
             "console_base_url": self.console_base_url,
         }

@@ -92,9 +92,9 @@ def _opt_str(extras: Mapping[str, Any], name: str) -> str | None:
 def _extras(conn: Any) -> Mapping[str, Any]:
     """The connection's extras, parsed here rather than through ``Connection.extra_dejson``.
 
-    ``extra_dejson`` registers every extra value with the secret masker, so ``scheme: "http"`` makes each log warn
-    "Skipping masking for a secret as it's too short". Only the extras that are secrets (``token``) are masked, by
-    the hook (Airflow already masks the whole extra string).
+    ``extra_dejson`` hands every extra value to the secret masker; the hook registers only the extras that are
+    secrets (``token``, ``console_base_url``). Airflow's own connection lookup still calls ``extra_dejson`` once
+    (``get_uri``), which is why no extra we document needs a short string value (see :func:`_scheme`).
     """
     raw = getattr(conn, "extra", None)
     if raw is None or raw == "":
@@ -108,6 +108,26 @@ def _extras(conn: Any) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise ParameterValidationError("extra", "<not shown>", "must be a JSON object")
     return value
+
+
+def _scheme(extras: Mapping[str, Any]) -> str:
+    """``use_https`` (a boolean: what the form and our own connections set), or ``scheme`` (``https``/``http``).
+
+    A boolean because Airflow hands every string extra to its secret masker (``Connection.get_uri`` ->
+    ``extra_dejson``), which warns "Skipping masking for a secret as it's too short" once per process for a value
+    under 5 characters such as ``"http"``; a boolean is not a string and is never registered.
+    """
+    scheme = _opt_str(extras, "scheme")
+    if scheme is not None and scheme.lower() not in ("http", "https"):
+        raise ParameterValidationError("scheme", scheme, "must be http or https")
+    if extras.get("use_https") in (None, ""):
+        return (scheme or "https").lower()
+    from_flag = "https" if _as_bool("use_https", extras["use_https"]) else "http"
+    if scheme is not None and scheme.lower() != from_flag:
+        raise ParameterValidationError(
+            "scheme", scheme, f"contradicts use_https={extras['use_https']!r}: set only use_https"
+        )
+    return from_flag
 
 
 @dataclass
@@ -163,10 +183,7 @@ class ConnectionConfig:
         if extras.get("duration_seconds") not in (None, ""):
             cfg.duration_seconds = _as_int("duration_seconds", extras["duration_seconds"], DURATION_MIN, DURATION_MAX)
         cfg.use_instance_role = _as_bool("use_instance_role", extras.get("use_instance_role", False))
-        scheme = (_opt_str(extras, "scheme") or "https").lower()
-        if scheme not in ("http", "https"):
-            raise ParameterValidationError("scheme", scheme, "must be http or https")
-        cfg.scheme = scheme
+        cfg.scheme = _scheme(extras)
         cfg.proxy = _opt_str(extras, "proxy")
         proxies = extras.get("proxies")
         if proxies not in (None, "", {}):
@@ -196,6 +213,11 @@ class ConnectionConfig:
         if extras.get("retry_max_delay") not in (None, ""):
             cfg.retry_max_delay = _as_number("retry_max_delay", extras["retry_max_delay"], 0, 3600)
         return cfg
+
+    @property
+    def use_https(self) -> bool:
+        """The ``use_https`` extra as parsed (it and ``scheme`` set the same thing)."""
+        return self.scheme == "https"
 
     def proxy_map(self) -> dict[str, str] | None:
         """Proxies as requests takes them (``proxy`` means the same proxy for both schemes)."""

@@ -27,7 +27,7 @@ from typing import Any
 from airflow.exceptions import AirflowException
 
 from airflow_provider_tencent_ci.constants import JOB_FAILED_STATES, SEGMENT_VIDEO_BODY_TAG, JobState
-from airflow_provider_tencent_ci.exceptions import CIJobFailedError, TencentCloudError, TencentCloudNotFoundError
+from airflow_provider_tencent_ci.exceptions import CIJobFailedError, TencentCloudError, classify
 
 # Consecutive polls a job may be unknown to CI before waiting for it is an error.
 MISSING_TOLERANCE = 3
@@ -122,7 +122,8 @@ def task_error(
         return CIJobFailedError(f"CI job {job_id} is paused (fail_on_pause=True)", code="Pause", operation=operation)
     if outcome is JobOutcome.TIMEOUT:
         return timeout_error(message or f"CI job {job_id} did not finish before the max wait")
-    error_class = TencentCloudNotFoundError if code == NO_SUCH_JOB else TencentCloudError
+    # The trigger's event keeps only the code: the error table decides the class (a caller's fault stays final).
+    error_class = classify(code, None) if code else TencentCloudError
     return error_class(message or f"waiting for CI job {job_id} failed", code=code, operation="DescribeJobs")
 
 

@@ -114,6 +114,9 @@ class SegmentVideoBodyJobSensor(TencentCloudBaseSensor["CIHook"]):
         return False
 
     def execute(self, context: Context) -> Any:
+        # The job's link from the start: Airflow resolves every extra link when the try ends, deferral and
+        # reschedule included, and a link with nothing persisted logs "XCom not found" as an error.
+        self._persist_link(context, self._hook())
         if not self.deferrable:
             return super().execute(context)
         # Check once in the worker: a finished job needs no trigger.

@@ -31,7 +31,7 @@ def test_connection_helpers(emu: Emulator) -> None:
     assert extras == {
         "region": "ap-guangzhou",
         "appid": "1250000000",
-        "scheme": "http",
+        "use_https": False,
         "proxy": emu.url,
         "console_base_url": f"{emu.url}/_emulator/view/{emu.control_token}",
     }

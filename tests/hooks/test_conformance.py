@@ -119,7 +119,7 @@ def sdk(recorder: _Recorder) -> CosS3Client:
 
 @pytest.fixture
 def hook(recorder: _Recorder, monkeypatch: pytest.MonkeyPatch) -> CIHook:
-    extras = {"region": REGION, "scheme": "http", "proxy": recorder.url, "token": TOKEN, **FAST_RETRY}
+    extras = {"region": REGION, "use_https": False, "proxy": recorder.url, "token": TOKEN, **FAST_RETRY}
     return CIHook(set_conn(monkeypatch, "tc_conformance", SECRET_ID, SECRET_KEY, extras))
 
 

@@ -63,6 +63,8 @@ def test_connection_config_parses_and_validates_extras() -> None:
     assert "key" not in repr(cfg)
     bad = [
         ({"scheme": "ftp"}, "scheme"),
+        ({"use_https": "maybe"}, "use_https"),
+        ({"use_https": False, "scheme": "https"}, "scheme"),  # two settings that disagree
         ({"max_attempts": 0}, "max_attempts"),
         ({"timeout": "soon"}, "timeout"),
         ({"duration_seconds": 60}, "duration_seconds"),
@@ -75,6 +77,22 @@ def test_connection_config_parses_and_validates_extras() -> None:
         assert info.value.param == param
     with pytest.raises(ParameterValidationError, match="password"):
         ConnectionConfig.from_connection(_Conn("AKID1", None, {}))
+
+
+@pytest.mark.parametrize(
+    ("extra", "scheme"),
+    [
+        ({}, "https"),
+        ({"use_https": False}, "http"),
+        ({"use_https": "false"}, "http"),  # as a connection URI carries it
+        ({"use_https": True}, "https"),
+        ({"scheme": "http"}, "http"),  # the older extra still works
+        ({"scheme": "HTTPS"}, "https"),
+        ({"scheme": "http", "use_https": False}, "http"),
+    ],
+)
+def test_scheme_from_use_https_or_the_scheme_extra(extra: dict[str, Any], scheme: str) -> None:
+    assert ConnectionConfig.from_connection(_Conn("AKID1", "key", extra)).scheme == scheme
 
 
 def test_environment_fallback(emu: Any, monkeypatch: pytest.MonkeyPatch) -> None:

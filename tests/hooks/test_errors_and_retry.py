@@ -11,6 +11,7 @@ import pytest
 
 from airflow_provider_tencent_ci.exceptions import (
     TencentCloudAuthError,
+    TencentCloudInvalidRequestError,
     TencentCloudNetworkError,
     TencentCloudNotFoundError,
     TencentCloudParameterError,
@@ -267,7 +268,7 @@ def test_test_connection_true_and_false(
     assert ok and f"key AKID…{sts.secret_id[-4:]}" in message and sts.token not in message
 
     dead = set_conn(
-        monkeypatch, "tc_dead", "AKIDX", "k" * 20, {"scheme": "http", "proxy": "http://127.0.0.1:9", **FAST_RETRY}
+        monkeypatch, "tc_dead", "AKIDX", "k" * 20, {"use_https": False, "proxy": "http://127.0.0.1:9", **FAST_RETRY}
     )
     ok, message = CIHook(dead).test_connection()
     assert not ok and "no answer" in message
@@ -316,3 +317,82 @@ def test_each_retry_logs_one_line_with_a_bounded_jittered_delay(
         delay = float(line.split("retrying in ", 1)[1].split("s", 1)[0])
         cap = min(FAST_RETRY["retry_max_delay"], FAST_RETRY["retry_base_delay"] * 2 ** (attempt - 1))
         assert 0 <= delay <= cap + 0.005  # full jitter, printed with two decimals
+
+
+# ---- which refusals are final ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [
+        ("InvalidArgument", 400, TencentCloudInvalidRequestError),
+        ("MalformedXML", 400, TencentCloudInvalidRequestError),
+        ("InvalidParameter", None, TencentCloudInvalidRequestError),
+        ("InvalidParameter.InvalidParameter", None, TencentCloudInvalidRequestError),
+        ("InvalidParameterValue.UrlIllegal", None, TencentCloudInvalidRequestError),
+        ("MissingParameter", None, TencentCloudInvalidRequestError),
+        ("FailedOperation.ImageDecodeFailed", None, TencentCloudInvalidRequestError),
+        # Not documented as the caller's fault: the hook does not retry them, Airflow may.
+        ("BadDigest", 400, TencentCloudParameterError),
+        ("RequestTimeout", 400, TencentCloudParameterError),
+        ("SomethingUndocumented", 400, TencentCloudParameterError),
+        ("FailedOperation.SegmentFailed", None, TencentCloudParameterError),
+        # Throttling, server faults and auth keep their classes.
+        ("SlowDown", 503, TencentCloudThrottlingError),
+        ("RequestLimitExceeded", None, TencentCloudThrottlingError),
+        ("InternalError", 500, TencentCloudServerError),
+        ("FailedOperation.InnerError", None, TencentCloudServerError),
+        ("InvalidAccessKeyId", 403, TencentCloudAuthError),
+    ],
+)
+def test_error_table_marks_the_callers_faults_final(code: str, status: int | None, expected: type) -> None:
+    from airflow_provider_tencent_ci.exceptions import AirflowFailException, classify
+
+    cls = classify(code, status)
+    assert cls is expected
+    assert issubclass(cls, AirflowFailException) is (cls is TencentCloudInvalidRequestError)
+    assert cls.retryable is (cls in (TencentCloudThrottlingError, TencentCloudServerError))
+
+
+def test_a_final_error_survives_pickling() -> None:
+    """Airflow ships exceptions between processes: the class (and so its finality) and the fields survive."""
+    import pickle
+
+    err = TencentCloudInvalidRequestError("bad", code="InvalidArgument", request_id="r1", status_code=400)
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is TencentCloudInvalidRequestError and str(back) == str(err) and back.code == "InvalidArgument"
+
+
+def test_a_parameter_error_the_service_answers_fails_the_task_once(
+    emu: Any, fast_conn: str, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """CreateJob refused with CI's 400 InvalidArgument (the input video is not in the bucket: a rule local validation
+    cannot check, the emulator checks it server-side as CI does): with retries=2 the task fails on its first try,
+    one CreateJob reaches the service, and the log names the code and the service's message."""
+    from datetime import timedelta
+
+    from airflow.sdk import DAG
+
+    from airflow_provider_tencent_ci.operators.segment_video_body import SegmentVideoBodyOperator
+    from tests.conftest import run_dag
+    from tests.operators.image_support import START, state
+
+    with DAG("service_parameter_error_is_final", schedule=None, start_date=START) as dag:
+        SegmentVideoBodyOperator(
+            task_id="submit",
+            tencentcloud_conn_id=fast_conn,
+            retries=2,
+            retry_delay=timedelta(0),
+            bucket=BUCKET,
+            input_object="videos/not-uploaded.mp4",
+            output_object="out/person.mp4",
+            wait_for_completion=False,
+        )
+    capfd.readouterr()
+    dr = run_dag(dag, logical_date=START)
+    out, err = capfd.readouterr()
+    log = out + err + caplog.text
+    ti = dr.get_task_instance("submit")
+    assert state(dr, "submit") == "failed", log[-3000:]
+    assert ti.try_number == 1, f"retried: try {ti.try_number}"
+    assert emu.stats.count(operation="CreateJob") == 1
+    assert "code=InvalidArgument" in log and "videos/not-uploaded.mp4" in log and "does not exist" in log
+    assert emu.credential().secret_key not in log

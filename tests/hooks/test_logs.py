@@ -2,8 +2,9 @@
 
 - The expected 404 of "does the output exist yet" (``head_object``) is not a WARNING (the COS SDK logs it).
 - cos-python-sdk-v5's loggers (``qcloud_cos.*``: full URLs, headers) are at WARNING unless the user set a level.
-- Only secrets are registered with Airflow's secret masker: the emulator connection's ``scheme: "http"`` must not
-  be, or every log warns "Skipping masking for a secret as it's too short".
+- Only secrets are registered with Airflow's secret masker. Airflow's own connection lookup hands every string
+  extra to it, and one under 5 characters (``scheme: "http"``) makes every log warn "Skipping masking for a secret
+  as it's too short": our connections say ``use_https: false`` instead, and a real task's log shows no warning.
 """
 
 from __future__ import annotations
@@ -105,8 +106,8 @@ def test_only_secrets_are_registered_with_the_masker(
 
     from airflow_provider_tencent_ci.hooks.credentials import ConnectionConfig
 
-    extras = emu.connection_extras()
-    assert extras["scheme"] == "http"  # a short, non-secret value in the extras
+    extras = {k: v for k, v in emu.connection_extras().items() if k != "use_https"}
+    extras["scheme"] = "http"  # a short, non-secret value in the extras (the older form of use_https=false)
     sync_token, async_token = (f"token-{uuid.uuid4().hex}" for _ in range(2))
     conn = Connection(
         conn_id="tc_mask",
@@ -128,3 +129,63 @@ def test_only_secrets_are_registered_with_the_masker(
     assert asyncio.run(CIHook(async_conn).aget_config()).token == async_token
     for token in (sync_token, async_token):
         assert token not in redact(f"the token is {token}")
+
+
+# ---- a real task's log -----------------------------------------------------------------------------------------
+SHORT_SECRET_WARNING = "Skipping masking for a secret as it's too short"
+
+
+@pytest.mark.parametrize(
+    ("scheme_extra", "warned"),
+    [
+        ({"scheme": "http"}, True),  # the older extra: Airflow's connection lookup registers "http" and warns
+        ({}, False),  # the emulator's own connection: `use_https: false`, a boolean the masker never sees
+    ],
+    ids=["scheme-http-warns", "emulator-connection-is-clean"],
+)
+def test_a_real_tasks_log_has_no_short_secret_warning(
+    emu: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    scheme_extra: dict[str, Any],
+    warned: bool,
+) -> None:
+    """A SegmentVideoBody task under ``dag.test()`` against the emulator, with its connection as the fixtures, the
+    demo and the emulator CLI export it. The masker warns once per process, so its flag is reset first."""
+    from datetime import timedelta
+
+    from airflow.sdk import DAG
+
+    from airflow_provider_tencent_ci.operators.segment_video_body import SegmentVideoBodyOperator
+    from tests.conftest import run_dag
+    from tests.operators.image_support import START, state
+
+    cred = emu.credential()
+    extras = {k: v for k, v in emu.connection_extras().items() if not (scheme_extra and k == "use_https")}
+    conn_id = set_conn(monkeypatch, "tc_task_log", cred.secret_id, cred.secret_key, {**extras, **scheme_extra})
+    emu.put_object(BUCKET, "in/video.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
+    emu.set_job_timing(30, 30)
+    with DAG(f"task_log_{'warned' if warned else 'clean'}", schedule=None, start_date=START) as dag:
+        SegmentVideoBodyOperator(
+            task_id="submit",
+            tencentcloud_conn_id=conn_id,
+            retries=0,
+            retry_delay=timedelta(0),
+            bucket=BUCKET,
+            input_object="in/video.mp4",
+            output_object="out/video.mp4",
+            wait_for_completion=False,
+        )
+    monkeypatch.setattr(SecretsMasker, "_has_warned_short_secret", False)
+    capfd.readouterr()
+    dr = run_dag(dag, logical_date=START)
+    out, err = capfd.readouterr()
+    # The task log goes to the console under dag.test(); records of stdlib loggers (the masker's) reach caplog.
+    log = out + err + caplog.text
+    assert state(dr, "submit") == "success", log[-3000:]
+    assert emu.stats.count(operation="CreateJob") == 1
+    assert "Submitted CI job" in log  # the task's own log is in what was captured
+    assert (SHORT_SECRET_WARNING in log) is warned, log[-3000:]
+    assert SecretsMasker._has_warned_short_secret is warned
+    assert cred.secret_key not in log

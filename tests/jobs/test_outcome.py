@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from airflow.exceptions import AirflowException
 
-from airflow_provider_tencent_ci.exceptions import CIJobFailedError, TencentCloudError, TencentCloudNotFoundError
+from airflow_provider_tencent_ci.exceptions import (
+    AirflowFailException,
+    CIJobFailedError,
+    TencentCloudAuthError,
+    TencentCloudError,
+    TencentCloudInvalidRequestError,
+    TencentCloudNotFoundError,
+)
 from airflow_provider_tencent_ci.jobs.outcome import (
     MISSING_TOLERANCE,
     JobOutcome,
@@ -74,7 +81,12 @@ def test_timeout_class_depends_on_the_task_kind() -> None:
 
 def test_error_event_keeps_the_service_code_and_unknown_status_is_never_success() -> None:
     error = event_error(event_payload(JobOutcome.ERROR, "j1", code="AccessDenied", message="denied"))
-    assert isinstance(error, TencentCloudError) and error.code == "AccessDenied"
+    assert isinstance(error, TencentCloudAuthError) and error.code == "AccessDenied"
+    # The error table decides: a caller's fault answered while the trigger polled stays final.
+    refused = event_error(event_payload(JobOutcome.ERROR, "j1", code="InvalidArgument", message="bad id"))
+    assert isinstance(refused, TencentCloudInvalidRequestError) and isinstance(refused, AirflowFailException)
+    unknown = event_error(event_payload(JobOutcome.ERROR, "j1", message="no code"))
+    assert type(unknown) is TencentCloudError and not isinstance(unknown, AirflowFailException)
     assert event_outcome({"status": "weird"}) is JobOutcome.ERROR
     assert event_outcome(event_payload(JobOutcome.SUCCESS, "j1", {"State": "Success"})) is JobOutcome.SUCCESS
     assert event_payload(JobOutcome.SUCCESS, "j1", {"State": "Success"})["status"] == "success"

@@ -36,12 +36,21 @@ def _dag(dag_id: str, job_id: str, **kw: Any) -> Any:
     [{"mode": "poke"}, {"mode": "reschedule"}, {"deferrable": True}],
     ids=["poke", "reschedule", "deferrable"],
 )
-def test_success(emu: Any, mode_kwargs: dict[str, Any]) -> None:
+def test_success(
+    emu: Any,
+    mode_kwargs: dict[str, Any],
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     emu.set_job_timing(0.3, 0.5)
     job_id = submit()
     name = "_".join(f"{k}{v}" for k, v in mode_kwargs.items())
+    capfd.readouterr()
     dr = run_dag(_dag(f"sensor_ok_{name}", job_id, **mode_kwargs), logical_date=START)
     assert state(dr, "wait") == "success"
+    # The job link is persisted before the first deferral/reschedule, when Airflow already resolves extra links.
+    out, err = capfd.readouterr()
+    assert "XCom not found" not in out + err + caplog.text
     detail = xcom(dr, "wait")
     assert detail["JobId"] == job_id and detail["State"] == "Success"
 

@@ -75,3 +75,10 @@ def test_video_body_dag_on_real_services(tmp_path: Path) -> None:
             assert services.wait_for_run(DAG_ID, run_id, timeout=240) == "success"
             assert len(_created_jobs(emu)) == 2
             assert services.xcom(DAG_ID, run_id, SUBMIT)["JobId"] == foreground["JobId"]
+
+            # Only secrets are masked: no task, trigger or component log warns about a too-short "secret" (the
+            # emulator's connection carries no short string extra; tests/hooks/test_logs.py shows one would warn).
+            logs = list(services.home.rglob("*.log"))
+            assert any(".trigger." in p.name for p in logs) and any(p.name == "attempt=1.log" for p in logs)
+            warned = [p for p in logs if "Skipping masking for a secret" in p.read_text(errors="replace")]
+            assert warned == [], warned

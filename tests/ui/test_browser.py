@@ -154,8 +154,11 @@ def test_add_connection_form_saves_a_tencent_connection(
     browser.find_element(by.NAME, "element_appid").send_keys(str(tencent_emulator.appid))
     browser.find_element(by.NAME, "element_proxy").send_keys(tencent_emulator.url)
     browser.find_element(by.NAME, "element_max_attempts").send_keys("2")
-    scheme = browser.find_element(by.XPATH, "//input[@name='element_scheme']/..//input[@role='combobox']")
-    _choose(browser, scheme, "http")
+    # "Use HTTPS" is a switch, on by default; the emulator speaks plain http.
+    use_https = browser.find_element(by.NAME, "element_use_https")
+    assert use_https.is_selected()
+    browser.find_element(by.XPATH, "//input[@name='element_use_https']/ancestor::label[1]").click()
+    wait_until(lambda: not use_https.is_selected(), "the Use HTTPS switch turned off")
     screenshot(browser, "2-tencent-connection-extra-fields")
     browser.find_element(by.XPATH, "//button[contains(., 'Save')]").click()
 
@@ -167,7 +170,7 @@ def test_add_connection_form_saves_a_tencent_connection(
     assert conn["conn_type"] == "tencentcloud" and conn["login"] == cred.secret_id
     extra = json.loads(conn["extra"])
     assert extra["region"] == tencent_emulator.region and extra["appid"] == str(tencent_emulator.appid)
-    assert extra["scheme"] == "http" and extra["max_attempts"] == 2
+    assert extra["use_https"] is False and extra["max_attempts"] == 2 and "scheme" not in extra
 
 
 def test_connections_test_cli_on_the_saved_connection(ui_services: AirflowServices, tencent_emulator: Any) -> None:
