@@ -2,9 +2,12 @@
 
     make bench                       # what CI and the README call
     .venv/bin/python benchmarks/run_all.py --amazon-python .venv-bench/bin/python [--only parse,batch]
+    .venv/bin/python benchmarks/run_all.py --report-only
 
 With ``--only``, the results of the benchmarks not run are carried over from the existing results file, each
-with the date of the run that measured it; the report says which sections come from which run.
+with the date of the run that measured it; the report says which sections come from which run. With
+``--report-only`` nothing runs: the report is rewritten from the results file (and the hand-written notes in
+``benchmarks/notes/``, see report.py), e.g. after merging the results of runs made elsewhere.
 
 Each benchmark runs in its own interpreter (and each of its cases in a fresh one): figures never share a heap,
 an event loop or an emulator. Sizes are configurable through the benchmarks' options / BENCH_* variables (see
@@ -28,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import BENCH_DIR, RESULT_MARK, ROOT, log, machine
 from report import write_report
 
-ORDER = ("parse", "batch", "fanin", "callback", "ratelimit", "events")
+ORDER = ("parse", "batch", "fanin", "callback", "ratelimit", "events", "bigbatch")
 SCRIPTS = {
     "parse": "bench_parse.py",
     "batch": "bench_batch.py",
@@ -36,6 +39,7 @@ SCRIPTS = {
     "callback": "bench_callback.py",
     "ratelimit": "bench_ratelimit.py",
     "events": "bench_events.py",
+    "bigbatch": "bench_bigbatch.py",
 }
 
 
@@ -86,7 +90,17 @@ def main() -> None:
     p.add_argument("--amazon-python", default=default_amazon)
     p.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
     p.add_argument("--json", default=str(BENCH_DIR / "results.json"))
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: rewrite the report from the results file and benchmarks/notes/",
+    )
     args = p.parse_args()
+    if args.report_only:
+        with open(args.json, encoding="utf-8") as fh:
+            write_report(json.load(fh), args.output)
+        log(f"wrote {args.output} from {args.json}")
+        return
     names = [n for n in ORDER if not args.only or n in args.only.split(",")]
     log_dir = tempfile.mkdtemp(prefix="tencent-ci-bench-logs-")
     started = datetime.now(timezone.utc)

@@ -28,7 +28,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from glob import escape as glob_escape
 from pathlib import Path
@@ -63,6 +63,9 @@ class SourceItem:
     path: str | None = None
     url: str | None = None
     last_modified: datetime | None = None  # known from a listing; otherwise HEAD/stat when needed
+    # A COS source's time once HEADed by ``source_mtime``: one HEAD per item however often a rerun asks (an item
+    # lives for one execute, so the value never outlives the run). Not part of the item's identity.
+    headed: dict[str, datetime | None] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def name_source(self) -> str:
@@ -220,8 +223,10 @@ def source_mtime(hook: CIHook, item: SourceItem) -> datetime | None:
     if item.last_modified is not None:
         return item.last_modified
     if item.kind == "cos":
-        head = hook.head_object(item.bucket or "", item.key or "")
-        return head.get("Last-Modified") if head else None
+        if "Last-Modified" not in item.headed:
+            head = hook.head_object(item.bucket or "", item.key or "")
+            item.headed["Last-Modified"] = head.get("Last-Modified") if head else None
+        return item.headed["Last-Modified"]
     if item.kind == "local":
         return datetime.fromtimestamp(os.stat(item.path or "").st_mtime, tz=timezone.utc)
     return None

@@ -23,6 +23,7 @@ from airflow_provider_tencent_ci.operators._manifest import (
     BatchCollector,
     manifest_key,
 )
+from airflow_provider_tencent_ci.operators.bda import SegmentPortraitPartsOperator
 from airflow_provider_tencent_ci.operators.ci_image import PortraitMattingOperator
 from tests.conftest import run_dag
 from tests.operators.image_support import BUCKET, START, paid, state, subject_png, xcom
@@ -373,3 +374,50 @@ def test_a_streamed_batch_reports_its_prefix_as_the_lineage_input(tencent_conn: 
     assert datasets["inputs"] == [(f"cos://{BUCKET}", "lin/")]
     assert sorted(datasets["outputs"]) == sorted((f"cos://{BUCKET}", d["output_key"]) for d in docs)
     assert ti.pushed["batch_summary"]["processed"] == n
+
+
+def test_a_large_source_keys_rerun_heads_each_source_once(tencent_conn: Any) -> None:
+    """source_keys carry no listing date: the rerun HEADs each source once for its time (the output listing says
+    the output exists), never once more for the same item."""
+    emu = tencent_conn
+    n = PLANNED_BATCH_MAX_ITEMS + 10
+    keys = _put_many(emu, "named/", n)
+    emu.set_faults(FaultConfig(fixed_latency=0.0))
+    try:
+        with _dag("scale_named") as dag:
+            PortraitMattingOperator(
+                task_id="process", bucket=BUCKET, source_keys=keys, output_key="named-out/{stem}.png", max_concurrency=8
+            )
+        run_dag(dag, logical_date=START)
+        assert paid(emu)["ImageProcess"] == n
+        emu.stats.reset()
+        dr = run_dag(dag, logical_date=START)
+    finally:
+        emu.set_faults(None)
+    assert state(dr, "process") == "success"
+    assert sum(paid(emu).values()) == 0
+    assert emu.stats.count(operation="ListObjects") == 1  # the outputs, once
+    assert emu.stats.count(operation="HeadObject") == n  # one per source (was two: the time was not kept)
+
+
+def test_a_rerun_with_two_outputs_per_item_heads_the_source_once(tencent_conn: Any) -> None:
+    """BDA writes a portrait and a mask per source: both are checked, the source's time is HEADed once."""
+    emu = tencent_conn
+    keys = _put_many(emu, "pair/", 3)
+    with _dag("scale_pair") as dag:
+        SegmentPortraitPartsOperator(
+            task_id="segment",
+            parts=["Head"],
+            bucket=BUCKET,
+            source_keys=keys,
+            portrait_output_key="pair-out/{stem}.png",
+            mask_output_key="pair-out/{stem}.mask.png",
+        )
+    run_dag(dag, logical_date=START)
+    assert paid(emu)["SegmentCustomizedPortraitPic"] == 3
+    emu.stats.reset()
+    dr = run_dag(dag, logical_date=START)
+    assert [d["status"] for d in xcom(dr, "segment")] == ["skipped"] * 3
+    assert sum(paid(emu).values()) == 0
+    # Per item: the two outputs (their owner) and the source once (was twice: once per output).
+    assert emu.stats.count(operation="HeadObject") == 3 * (2 + 1)
