@@ -56,7 +56,7 @@ def write_report(doc: dict[str, Any], path: str) -> None:
         "# Benchmarks",
         "",
         "Written by `make bench` (`benchmarks/run_all.py`); raw figures in `benchmarks/results.json`. Every figure",
-        "below comes from the run described here (sections carried over from an earlier run say so below). The",
+        "below comes from the run described here (sections from another run say so below). The",
         "machine is shared and noisy: read the **ratios** (ours against the do-it-yourself peer, measured side by",
         "side in the same run), not the absolute times.",
         "",
@@ -86,7 +86,7 @@ def write_report(doc: dict[str, Any], path: str) -> None:
         rm = first["run_machine"] or {}
         load = ", ".join(f"{x:.2f}" for x in (rm.get("loadavg") or []))
         lines.append(
-            f"- Carried over from an earlier run (not rerun this time): {', '.join(names)}: measured {run_date} by "
+            f"- From another run (not rerun this time): {', '.join(names)}: measured {run_date} by "
             f"`{first.get('run_command')}`, load average at its start {load}."
         )
     lines.append("")

@@ -7,7 +7,8 @@
 With ``--only``, the results of the benchmarks not run are carried over from the existing results file, each
 with the date of the run that measured it; the report says which sections come from which run. With
 ``--report-only`` nothing runs: the report is rewritten from the results file (and the hand-written notes in
-``benchmarks/notes/``, see report.py), e.g. after merging the results of runs made elsewhere.
+``benchmarks/notes/``, see report.py); ``--report-only --only fanin,events --take-from other/results.json`` first
+copies those benchmarks' results from another results file (another branch's run), each with its run's date.
 
 Each benchmark runs in its own interpreter (and each of its cases in a fresh one): figures never share a heap,
 an event loop or an emulator. Sizes are configurable through the benchmarks' options / BENCH_* variables (see
@@ -64,6 +65,23 @@ def run_one(name: str, extra: list[str], log_dir: str) -> dict[str, Any]:
     return {"benchmark": name, "error": f"exit {proc.returncode}", "stderr_tail": tail, "wall_s": round(wall, 1)}
 
 
+def _taken(path: str, names: list[str]) -> dict[str, Any]:
+    """The results of ``names`` from another results file (another branch's run), stamped with the run that
+    measured them."""
+    with open(path, encoding="utf-8") as fh:
+        other = json.load(fh)
+    taken = {}
+    for name in names:
+        result = (other.get("benchmarks") or {}).get(name)
+        if not isinstance(result, dict):
+            raise SystemExit(f"{path} has no results of {name}")
+        result.setdefault("run_date_utc", other.get("date_utc"))
+        result.setdefault("run_command", other.get("command"))
+        result.setdefault("run_machine", other.get("machine"))
+        taken[name] = result
+    return taken
+
+
 def _carried_over(path: str, run: list[str]) -> dict[str, Any]:
     """The previous results of the benchmarks not run this time, each stamped with the run that measured it."""
     try:
@@ -95,10 +113,22 @@ def main() -> None:
         action="store_true",
         help="run nothing: rewrite the report from the results file and benchmarks/notes/",
     )
+    p.add_argument(
+        "--take-from",
+        default="",
+        help="with --report-only and --only: first copy those benchmarks' results from this results file (e.g. "
+        "another branch's run) into the results file",
+    )
     args = p.parse_args()
     if args.report_only:
         with open(args.json, encoding="utf-8") as fh:
-            write_report(json.load(fh), args.output)
+            doc = json.load(fh)
+        if args.take_from:
+            doc["benchmarks"].update(_taken(args.take_from, [n for n in args.only.split(",") if n]))
+            with open(args.json, "w", encoding="utf-8") as fh:
+                json.dump(doc, fh, indent=2, default=str)
+                fh.write("\n")
+        write_report(doc, args.output)
         log(f"wrote {args.output} from {args.json}")
         return
     names = [n for n in ORDER if not args.only or n in args.only.split(",")]
