@@ -1,9 +1,28 @@
-"""Turn the raw results of one ``run_all.py`` run into BENCHMARKS.md (tables, targets, findings)."""
+"""Turn the raw results of one ``run_all.py`` run into BENCHMARKS.md (tables, targets, findings).
+
+Everything in BENCHMARKS.md is written here, from ``benchmarks/results.json`` and the hand-written notes in
+``benchmarks/notes/`` (included verbatim, so that regenerating the report never drops them):
+
+- ``<benchmark>.md``: appended to that benchmark's section (for example the story of a partial rerun);
+- ``<benchmark>.findings.md``: appended to the Findings;
+- a section that no benchmark of ``make bench`` writes (figures recorded elsewhere, e.g. by a test) is a note of
+  its own, with its heading, listed in ``SECTIONS`` without a writer.
+
+A note about one run of its benchmark starts with ``<!-- about the run of <run_date_utc> -->``; when the results
+come from another run, the report says so above the note (and ``run_all.py`` warns), so it gets reviewed.
+"""
 
 from __future__ import annotations
 
 import math
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+NOTES_DIR = Path(__file__).resolve().parent / "notes"
+_NOTE_RUN = re.compile(r"\A<!-- about the run of (\S+) -->\n*")
 
 
 def _f(v: Any, nd: int = 1, unit: str = "") -> str:
@@ -37,7 +56,7 @@ def write_report(doc: dict[str, Any], path: str) -> None:
         "# Benchmarks",
         "",
         "Written by `make bench` (`benchmarks/run_all.py`); raw figures in `benchmarks/results.json`. Every figure",
-        "below comes from the run described here (sections carried over from an earlier run say so below). The",
+        "below comes from the run described here (sections from another run say so below). The",
         "machine is shared and noisy: read the **ratios** (ours against the do-it-yourself peer, measured side by",
         "side in the same run), not the absolute times.",
         "",
@@ -51,6 +70,15 @@ def write_report(doc: dict[str, Any], path: str) -> None:
     ]
     if doc.get("environment"):
         lines.append(f"- Overrides in effect: `{doc['environment']}`")
+    for name, b in doc["benchmarks"].items():
+        rerun = b.get("rerun_after_fix")
+        if isinstance(rerun, dict):
+            load = ", ".join(f"{x:.2f}" for x in ((rerun.get("machine") or {}).get("loadavg") or []))
+            lines.append(
+                f"- Partly rerun: {name}: rows {', '.join(rerun.get('cases') or [])} measured again "
+                f"{rerun.get('date_utc')} by `{rerun.get('command')}` (load average at its start {load}), after a "
+                "fix; the section says which rows come from which run."
+            )
     carried = {n: b for n, b in doc["benchmarks"].items() if b.get("run_machine")}
     for run_date in sorted({b["run_date_utc"] for b in carried.values()}):
         names = [n for n, b in carried.items() if b["run_date_utc"] == run_date]
@@ -58,24 +86,24 @@ def write_report(doc: dict[str, Any], path: str) -> None:
         rm = first["run_machine"] or {}
         load = ", ".join(f"{x:.2f}" for x in (rm.get("loadavg") or []))
         lines.append(
-            f"- Carried over from an earlier run (not rerun this time): {', '.join(names)}: measured {run_date} by "
+            f"- From another run (not rerun this time): {', '.join(names)}: measured {run_date} by "
             f"`{first.get('run_command')}`, load average at its start {load}."
         )
     lines.append("")
     summary: list[list[Any]] = []
     findings: list[str] = []
     body: list[str] = []
-    _fanin(doc, summary, findings, body)
-    _callback(doc, summary, findings, body)
-    _batch(doc, summary, findings, body)
-    _parse(doc, summary, findings, body)
-    _ratelimit(doc, summary, findings, body)
-    _events(doc, summary, findings, body)
+    for name, writer in SECTIONS:
+        if writer is not None:
+            writer(doc, summary, findings, body)
+        run_date = (doc["benchmarks"].get(name) or {}).get("run_date_utc")
+        body += _note(name, run_date)
+        findings += [line for line in _note(f"{name}.findings", run_date) if line]
     summary.append(
         [
-            "issue 16 items 2, 3",
-            "100,000 items in one task; 10,000 waiting triggers",
-            "not in this run: measured by their own work (pending)",
+            "issue 16 item 3",
+            "10,000 waiting triggers",
+            "not in this run: measured by its own work (pending)",
             "n/a",
         ]
     )
@@ -87,8 +115,9 @@ def write_report(doc: dict[str, Any], path: str) -> None:
         "",
         "- `make bench` builds `.venv` (the project) and `.venv-bench` (same Airflow +",
         "  apache-airflow-providers-amazon, for benchmark 4 only), then runs `benchmarks/run_all.py`;",
-        "  `--only parse,batch,fanin,callback,ratelimit,events` runs a subset (the others' results are carried over",
-        "  from `benchmarks/results.json`, with the date of the run that measured them).",
+        "  `--only parse,batch,fanin,callback,ratelimit,events,bigbatch` runs a subset (the others' results are",
+        "  carried over from `benchmarks/results.json`, with the date of the run that measured them);",
+        "  `--report-only` rewrites this file from `benchmarks/results.json` and `benchmarks/notes/` alone.",
         "- Sizes: `BENCH_FANIN_N` (default `1000,10000`), `BENCH_FANIN_PEER_N`, `BENCH_FANIN_INTERVAL` (5 s),",
         "  `BENCH_FANIN_CASE_TIMEOUT` (150 s per peer case: a peer that saturates its loop is stopped and reported",
         "  with the figures it reached), `BENCH_CALLBACK_N` (`1000,10000`), `BENCH_CALLBACK_RATE` (100/s),",
@@ -97,7 +126,9 @@ def write_report(doc: dict[str, Any], path: str) -> None:
         "  `BENCH_BATCH_IMAGES`, `BENCH_BATCH_CONCURRENCY`, `BENCH_BATCH_LATENCY`, `BENCH_PARSE_RUNS` (7),",
         "  `BENCH_RATELIMIT_IMAGES` (10,000), `BENCH_RATELIMIT_RATE` (50/s), `BENCH_RATELIMIT_MEDIAN` (0.3 s),",
         "  `BENCH_RATELIMIT_SIGMA` (0.6), `BENCH_RATELIMIT_CONCURRENCY` (32), `BENCH_RATELIMIT_PEER_IMAGES` (100),",
-        "  `BENCH_EVENTS_JOBS` (1,000), `BENCH_EVENTS_FINISH_SECONDS` (60), `BENCH_EVENTS_INTERVAL` (10 s).",
+        "  `BENCH_EVENTS_JOBS` (1,000), `BENCH_EVENTS_FINISH_SECONDS` (60), `BENCH_EVENTS_INTERVAL` (10 s),",
+        "  `BENCH_BIGBATCH_ITEMS` (100,000), `BENCH_BIGBATCH_CONCURRENCY` (16), `BENCH_BIGBATCH_TOUCHED` (5),",
+        "  `BENCH_BIGBATCH_PEER_ITEMS` (2,000).",
         "- Memory is RSS growth (conservative: it includes freed-but-kept allocator pages);",
         "  `BENCH_TRACEMALLOC=1` logs the Python allocations per trigger by source line (slower).",
         "- The poll interval in benchmark 1 is shortened to 5 s so that several cycles fit the time budget;",
@@ -108,6 +139,26 @@ def write_report(doc: dict[str, Any], path: str) -> None:
         lines += ["## Findings (what in the provider causes a miss, and what would fix it)", "", *findings, ""]
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines).rstrip() + "\n")
+
+
+def _note(name: str, run_date: str | None) -> list[str]:
+    """The hand-written note ``benchmarks/notes/<name>.md``, verbatim (none: nothing)."""
+    path = NOTES_DIR / f"{name}.md"
+    if not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8").strip("\n")
+    about = _NOTE_RUN.match(text)
+    lines: list[str] = []
+    if about:
+        text = text[about.end() :]
+        if run_date and about.group(1) != run_date:
+            print(f"report: {path.name} was written about the run of {about.group(1)}; review it", file=sys.stderr)
+            lines += [
+                f"*(The note below was written about the run of {about.group(1)}; the figures above are from the run "
+                f"of {run_date}.)*",
+                "",
+            ]
+    return [*lines, *text.splitlines(), ""]
 
 
 # -- 1 -----------------------------------------------------------------------------------------------------------
@@ -642,8 +693,13 @@ def _ratelimit(doc: dict[str, Any], summary: list[list[Any]], findings: list[str
         "answers / wall time; throttled = share of ImageProcess requests answered SlowDown.",
         "",
     ]
-    table = []
+    # Rows a partial rerun replaced (kept in results.json as "replaced_rows"): shown below the row that replaced them.
+    replaced = [r for r in b.get("replaced_rows") or [] if isinstance(r, dict)]
+    shown = []
     for r in b["rows"]:
+        shown += [r, *(x for x in replaced if x.get("replaced_by") == r["label"])]
+    table = []
+    for r in shown:
         steady = r.get("steady_limit")
         table.append(
             [
@@ -654,7 +710,7 @@ def _ratelimit(doc: dict[str, Any], summary: list[list[Any]], findings: list[str
                 _f(r["pct_of_limit"], 1, " %"),
                 _f(r["requests"]),
                 _f(r["throttled_requests"]),
-                _f(r["throttled_pct"], 1, " %"),
+                _f(r["throttled_pct"], 2, " %"),
                 _f(r["failed_items"]),
                 f"{steady['min']}-{steady['max']} (mean {steady['mean']})" if steady else "-",
                 _f(r.get("limit_decreases")) if "limit_decreases" in r else "-",
@@ -679,7 +735,12 @@ def _ratelimit(doc: dict[str, Any], summary: list[list[Any]], findings: list[str
         ),
         "",
     ]
-    for label, timeline in (b.get("timelines") or {}).items():
+    rerun_cases = set((b.get("rerun_after_fix") or {}).get("cases") or [])
+    timelines = {
+        **{f"{k}, rerun after the fix" if k in rerun_cases else k: v for k, v in (b.get("timelines") or {}).items()},
+        **(b.get("replaced_timelines") or {}),
+    }
+    for label, timeline in timelines.items():
         if not timeline or "limit" not in timeline[0]:
             continue
         step = max(1, len(timeline) // 30)
@@ -687,10 +748,17 @@ def _ratelimit(doc: dict[str, Any], summary: list[list[Any]], findings: list[str
         body += [f"Concurrency limit over time, {label} (every {step} s): {points}.", ""]
     for r in (x for x in b["rows"] if x["label"].startswith("ours")):
         what = f"5 rate limit ({r['label']})"
+        before = next((x for x in replaced if x.get("replaced_by") == r["label"]), None)
+        earlier = f" (before the fix: {before['throttled_pct']:.1f} %)" if before else ""
         summary.append([what, ">= 90 % of the limit", f"{r['pct_of_limit']:.1f} %", _verdict(r["pct_of_limit"] >= 90)])
         summary.append([what, "0 failed items", _f(r["failed_items"]), _verdict(r["failed_items"] == 0)])
         summary.append(
-            [what, "<= 5 % of requests throttled", f"{r['throttled_pct']:.1f} %", _verdict(r["throttled_pct"] <= 5)]
+            [
+                what,
+                "<= 5 % of requests throttled",
+                f"{r['throttled_pct']:.2f} %{earlier}",
+                _verdict(r["throttled_pct"] <= 5),
+            ]
         )
     peers = [x for x in b["rows"] if not x["label"].startswith("ours")]
     if peers:
@@ -839,3 +907,180 @@ def _events(doc: dict[str, Any], summary: list[list[Any]], findings: list[str], 
         "separate resume point past the last page read would bound that delay. Callbacks (a channel) do not "
         "depend on the listing."
     )
+
+
+# -- 8 -----------------------------------------------------------------------------------------------------------
+def _bigbatch(doc: dict[str, Any], summary: list[list[Any]], findings: list[str], body: list[str]) -> None:
+    b = doc["benchmarks"].get("bigbatch")
+    body += ["## 8. 100,000 items in one task (`benchmarks/bench_bigbatch.py`, issue 16 item 2)", ""]
+    if not b or "rows" not in b:
+        body += [f"Not run or failed: `{(b or {}).get('error')}`", ""]
+        summary.append(["8 big batch", "all", "not run", "n/a"])
+        return
+    n, peer = b["items"], b["peer"]
+    rows = {r["label"]: r for r in b["rows"]}
+    first, rerun, changed = rows["first-run"], rows["rerun"], rows["changed-sources"]
+    body += [
+        f"{n:,} tiny PNG objects under one prefix in the emulator (benchmark mode: no latency, no pixel work, so the "
+        "figures are the client's). `PortraitMattingOperator.execute()` in cloud mode over `source_prefix`, "
+        f"`if_exists=skip` (the batch default), max_concurrency {b['max_concurrency']}, three times in one process: "
+        "the **first run** processes every item; the **rerun** finds every output done; then "
+        f"{changed.get('touched')} sources are put again and a rerun (**changed sources**) must pay for exactly "
+        "those. XCom = the value `execute()` returns plus every value it pushes, as JSON. RSS = growth of the "
+        "task process during `execute()` (peak, sampled every 20 ms). First paid call = from the start of "
+        "`execute()` to the first `CIHook.image_process` call. Requests from the emulator's counters; ListObjects "
+        f"split into the source listing ({first.get('source_list_requests')} pages, counted on its own) and the "
+        "output listing.",
+        "",
+        "**Peer** (the behaviour before item 2, and the do-it-yourself loop): list every source before the first "
+        "paid call (timed at the full size), return every item's document in XCom (its size: the first run's "
+        "manifest lines as one JSON list, the same documents), hold the source list and the documents until the "
+        "end (their Python heap, tracemalloc, at the full size: a lower bound of the process's growth), and check a "
+        f"rerun with one HEAD per output ({peer['rerun_measured_items']:,} HEADs measured on a pool of "
+        f"{b['max_concurrency']} threads, extrapolated to {n:,}).",
+        "",
+    ]
+
+    def calls(r: dict[str, Any], op: str) -> str:
+        return _f((r.get("calls") or {}).get(op))
+
+    table = [
+        [
+            r["label"],
+            _f(r["items"]),
+            _f(r["seconds"]),
+            _f(r["items_per_s"]),
+            _f(r["first_paid_call_s"], 2) if r.get("first_paid_call_s") is not None else "- (none paid)",
+            _f(r["xcom_total_bytes"]),
+            _f(r["rss_growth_peak_mb"]),
+            calls(r, "ImageProcess"),
+            f"{_f(r.get('source_list_requests'))} + {_f(r.get('output_list_requests'))}",
+            calls(r, "HeadObject"),
+            calls(r, "PutObject"),
+        ]
+        for r in b["rows"]
+    ]
+    table.append(
+        [
+            "peer: list first, documents in XCom, HEAD per output",
+            _f(n),
+            f"rerun {_f(peer['rerun_seconds_at_items_extrapolated'])} (extrapolated)",
+            "-",
+            f"{_f(peer['first_paid_call_s'], 2)} (the listing)",
+            _f(peer["xcom_total_bytes"]),
+            f"{_f(peer['heap_held_mb'])} (heap held)",
+            f"{n:,} (first run)",
+            f"{_f(peer['listing_requests'])} + 0",
+            f"{_f(peer['rerun_head_requests_at_items'])} (rerun)",
+            "-",
+        ]
+    )
+    body += _table(
+        [
+            "run",
+            "items",
+            "wall s",
+            "items/s",
+            "first paid call s",
+            "XCom bytes",
+            "RSS growth MB",
+            "ImageProcess",
+            "ListObjects (sources + outputs)",
+            "HeadObject",
+            "PutObject (manifest)",
+        ],
+        table,
+    )
+    body += [
+        "",
+        f"The manifest of the first run: {_f(first.get('manifest_lines'))} JSON lines, "
+        f"{_f((first.get('manifest_bytes') or 0) / 2**20, 1)} MiB, at `{first.get('manifest')}`; the XCom value is "
+        f"the summary ({_f(first['xcom_return_bytes'])} bytes: counts, first failures, where the manifest is). The "
+        f"peer's XCom is {_f(peer['xcom_bytes_per_item'])} bytes per item. Changed sources: "
+        f"{changed.get('touched')} touched, {changed.get('redone')} redone, "
+        f"{'exactly the touched ones' if changed.get('redone_exactly_touched') else 'NOT exactly the touched ones'} "
+        f"(from that run's manifest); each of them also costs one HEAD (the output about to be overwritten).",
+        "",
+    ]
+    what = f"8 big batch N={n:,}"
+    xcom = first["xcom_total_bytes"]
+    summary.append(
+        [
+            what,
+            "XCom <= 64 KB",
+            f"{xcom:,} bytes; peer {peer['xcom_total_bytes'] / 2**20:,.1f} MiB (every item's document)",
+            _verdict(max(r["xcom_total_bytes"] for r in b["rows"]) <= 64 * 1024),
+        ]
+    )
+    rss = max(r["rss_growth_peak_mb"] for r in b["rows"])
+    summary.append(
+        [
+            what,
+            "worker RSS growth <= 200 MB",
+            f"+{rss:,.1f} MB (peak of the three runs); peer holds {peer['heap_held_mb']:,.1f} MB of heap for the "
+            "source list and documents alone",
+            _verdict(rss <= 200),
+        ]
+    )
+    fp, fp_rerun = first["first_paid_call_s"], changed.get("first_paid_call_s")
+    summary.append(
+        [
+            what,
+            "first paid call within 5 s of the task starting",
+            f"first run {_f(fp, 2)} s; rerun with changed sources {_f(fp_rerun, 2)} s; peer "
+            f"{peer['first_paid_call_s']:.2f} s (after listing all {n:,} sources)",
+            f"{_verdict(fp is not None and fp <= 5)} (first run); "
+            f"{_verdict(fp_rerun is not None and fp_rerun <= 5)} (rerun)",
+        ]
+    )
+    per_1000 = rerun.get("output_list_per_1000_outputs")
+    rerun_paid = (rerun.get("calls") or {}).get("ImageProcess", 0)
+    rerun_heads = (rerun.get("calls") or {}).get("HeadObject", 0)
+    summary.append(
+        [
+            what,
+            "rerun, every output done: about 1 LIST per 1,000 outputs instead of 1 HEAD per item; 0 paid",
+            f"{per_1000} output LIST per 1,000 outputs (+ {rerun.get('source_list_requests')} source pages), "
+            f"{rerun_heads} HEAD, {rerun_paid} paid; peer {peer['rerun_head_requests_at_items']:,} HEAD",
+            _verdict(per_1000 is not None and per_1000 <= 1.1 and rerun_heads == 0 and rerun_paid == 0),
+        ]
+    )
+    redone_paid = (changed.get("calls") or {}).get("ImageProcess")
+    summary.append(
+        [
+            what,
+            "a changed source redone, nothing paid twice",
+            f"{changed.get('touched')} touched: {redone_paid} paid, "
+            + ("exactly those" if changed.get("redone_exactly_touched") else "NOT exactly those"),
+            _verdict(changed.get("redone_exactly_touched") and redone_paid == changed.get("touched")),
+        ]
+    )
+    if (fp_rerun or 0) > 5:
+        findings.append(
+            f"- **First paid call of a rerun (8)**: {fp_rerun:.1f} s with {n:,} outputs in place (first run: "
+            f"{_f(fp, 2)} s). A large batch lists its output prefix before its first item "
+            f"(`_image_base.py` `_execute_batch` -> `_list_outputs`): {rerun.get('output_list_requests')} pages read "
+            "one after the other. What would fix it: fill the listing in a background thread and let an item wait "
+            "only until the listing has passed its output key (ListObjects returns keys in UTF-8 binary order), so "
+            "work starts after the first page."
+        )
+    if rss > 200 or (fp or 0) > 5:
+        findings.append(
+            f"- **Big batch (8)**: RSS +{rss:.0f} MB, first paid call {fp} s at {n:,} items: see the figures in "
+            "section 8; the runner keeps at most 2 x max_concurrency listed items ahead of the workers and the "
+            "manifest spools to disk above 1 MiB, so growth beyond that is per-item state to look for."
+        )
+
+
+Writer = Callable[[dict[str, Any], list[list[Any]], list[str], list[str]], None]
+# The sections in their order: (results.json key / notes name, writer; None = a hand-written note only).
+SECTIONS: tuple[tuple[str, Writer | None], ...] = (
+    ("fanin", _fanin),
+    ("callback", _callback),
+    ("batch", _batch),
+    ("parse", _parse),
+    ("ratelimit", _ratelimit),
+    ("events", _events),
+    ("production-callbacks", None),
+    ("bigbatch", _bigbatch),
+)

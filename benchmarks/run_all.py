@@ -2,9 +2,13 @@
 
     make bench                       # what CI and the README call
     .venv/bin/python benchmarks/run_all.py --amazon-python .venv-bench/bin/python [--only parse,batch]
+    .venv/bin/python benchmarks/run_all.py --report-only
 
 With ``--only``, the results of the benchmarks not run are carried over from the existing results file, each
-with the date of the run that measured it; the report says which sections come from which run.
+with the date of the run that measured it; the report says which sections come from which run. With
+``--report-only`` nothing runs: the report is rewritten from the results file (and the hand-written notes in
+``benchmarks/notes/``, see report.py); ``--report-only --only fanin,events --take-from other/results.json`` first
+copies those benchmarks' results from another results file (another branch's run), each with its run's date.
 
 Each benchmark runs in its own interpreter (and each of its cases in a fresh one): figures never share a heap,
 an event loop or an emulator. Sizes are configurable through the benchmarks' options / BENCH_* variables (see
@@ -28,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import BENCH_DIR, RESULT_MARK, ROOT, log, machine
 from report import write_report
 
-ORDER = ("parse", "batch", "fanin", "callback", "ratelimit", "events")
+ORDER = ("parse", "batch", "fanin", "callback", "ratelimit", "events", "bigbatch")
 SCRIPTS = {
     "parse": "bench_parse.py",
     "batch": "bench_batch.py",
@@ -36,6 +40,7 @@ SCRIPTS = {
     "callback": "bench_callback.py",
     "ratelimit": "bench_ratelimit.py",
     "events": "bench_events.py",
+    "bigbatch": "bench_bigbatch.py",
 }
 
 
@@ -58,6 +63,23 @@ def run_one(name: str, extra: list[str], log_dir: str) -> dict[str, Any]:
         tail = fh.read()[-3000:]
     log(f"== {name}: FAILED (exit {proc.returncode}); stderr tail:\n{tail}")
     return {"benchmark": name, "error": f"exit {proc.returncode}", "stderr_tail": tail, "wall_s": round(wall, 1)}
+
+
+def _taken(path: str, names: list[str]) -> dict[str, Any]:
+    """The results of ``names`` from another results file (another branch's run), stamped with the run that
+    measured them."""
+    with open(path, encoding="utf-8") as fh:
+        other = json.load(fh)
+    taken = {}
+    for name in names:
+        result = (other.get("benchmarks") or {}).get(name)
+        if not isinstance(result, dict):
+            raise SystemExit(f"{path} has no results of {name}")
+        result.setdefault("run_date_utc", other.get("date_utc"))
+        result.setdefault("run_command", other.get("command"))
+        result.setdefault("run_machine", other.get("machine"))
+        taken[name] = result
+    return taken
 
 
 def _carried_over(path: str, run: list[str]) -> dict[str, Any]:
@@ -86,7 +108,29 @@ def main() -> None:
     p.add_argument("--amazon-python", default=default_amazon)
     p.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
     p.add_argument("--json", default=str(BENCH_DIR / "results.json"))
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: rewrite the report from the results file and benchmarks/notes/",
+    )
+    p.add_argument(
+        "--take-from",
+        default="",
+        help="with --report-only and --only: first copy those benchmarks' results from this results file (e.g. "
+        "another branch's run) into the results file",
+    )
     args = p.parse_args()
+    if args.report_only:
+        with open(args.json, encoding="utf-8") as fh:
+            doc = json.load(fh)
+        if args.take_from:
+            doc["benchmarks"].update(_taken(args.take_from, [n for n in args.only.split(",") if n]))
+            with open(args.json, "w", encoding="utf-8") as fh:
+                json.dump(doc, fh, indent=2, default=str)
+                fh.write("\n")
+        write_report(doc, args.output)
+        log(f"wrote {args.output} from {args.json}")
+        return
     names = [n for n in ORDER if not args.only or n in args.only.split(",")]
     log_dir = tempfile.mkdtemp(prefix="tencent-ci-bench-logs-")
     started = datetime.now(timezone.utc)

@@ -28,7 +28,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from glob import escape as glob_escape
 from pathlib import Path
@@ -63,6 +63,9 @@ class SourceItem:
     path: str | None = None
     url: str | None = None
     last_modified: datetime | None = None  # known from a listing; otherwise HEAD/stat when needed
+    # A COS source's time once HEADed by ``source_mtime``: one HEAD per item however often a rerun asks (an item
+    # lives for one execute, so the value never outlives the run). Not part of the item's identity.
+    headed: dict[str, datetime | None] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def name_source(self) -> str:
@@ -220,8 +223,10 @@ def source_mtime(hook: CIHook, item: SourceItem) -> datetime | None:
     if item.last_modified is not None:
         return item.last_modified
     if item.kind == "cos":
-        head = hook.head_object(item.bucket or "", item.key or "")
-        return head.get("Last-Modified") if head else None
+        if "Last-Modified" not in item.headed:
+            head = hook.head_object(item.bucket or "", item.key or "")
+            item.headed["Last-Modified"] = head.get("Last-Modified") if head else None
+        return item.headed["Last-Modified"]
     if item.kind == "local":
         return datetime.fromtimestamp(os.stat(item.path or "").st_mtime, tz=timezone.utc)
     return None
@@ -256,39 +261,92 @@ def check_output_owner(param: str, key: str, head: dict[str, Any] | None, item: 
         raise ParameterValidationError(param, key, rule)
 
 
-@dataclass(frozen=True)
 class OutputListing:
-    """What one listing of the output prefixes found (a rerun's "already done" check without a HEAD per item):
-    key -> (LastModified, Size, ETag), as ListObjects reports them."""
+    """The objects under the output prefixes, key -> (LastModified, Size, ETag) as ListObjects reports them: a
+    rerun's "already done" check without a HEAD per item.
 
-    bucket: str
-    prefixes: tuple[str, ...]
-    entries: dict[str, tuple[datetime | None, int | None, str | None]]
+    ``start`` lists the prefixes (one request per page; a prefix inside another is not listed twice) on a thread
+    while the batch runs, and ``lookup`` waits only until the listing has passed the key it asks for: ListObjects
+    returns keys in UTF-8 binary order (the ``Marker`` paging of ``hooks/cos_objects.py`` relies on the same order;
+    the emulator's store restates it), which is the order of Python strings, so items start after the first page,
+    not after the last. A listing that fails answers "unknown" from then on (the
+    caller HEADs that output instead, as a small batch does)."""
 
-    def covers(self, bucket: str, key: str) -> bool:
-        return bucket == self.bucket and any(key.startswith(p) for p in self.prefixes)
+    def __init__(self, bucket: str, prefixes: Iterable[str]) -> None:
+        kept: list[str] = []
+        for prefix in sorted(set(prefixes)):
+            if not any(prefix.startswith(k) for k in kept):
+                kept.append(prefix)
+        self.bucket = bucket
+        self.prefixes = tuple(kept)
+        self.entries: dict[str, tuple[datetime | None, int | None, str | None]] = {}
+        self._reached: dict[str, str | None] = dict.fromkeys(kept, "")  # last key listed; None: prefix complete
+        self._failed = False
+        self._closed = False
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
 
-    def head(self, key: str) -> dict[str, Any] | None:
-        """The listed object in ``head_object``'s shape (no x-cos-meta-*: a listing does not carry them)."""
-        entry = self.entries.get(key)
+    def start(self, hook: CIHook, *, page_size: int = 1000) -> OutputListing:
+        self._thread = threading.Thread(
+            target=self._fill, args=(hook, page_size), name="tencent-ci-output-listing", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _fill(self, hook: CIHook, page_size: int) -> None:
+        try:
+            for prefix in self.prefixes:
+                page: list[dict[str, Any]] = []
+                for obj in hook.list_objects(self.bucket, prefix=prefix, max_keys=page_size):
+                    page.append(obj)
+                    if len(page) >= page_size and not self._publish(prefix, page):
+                        return
+                if not self._publish(prefix, page, complete=True):
+                    return
+        except Exception as exc:  # the listing only saves requests: each output is HEADed instead
+            log.warning("Listing the outputs failed (%s); each output is HEADed instead", exc)
+            with self._cond:
+                self._failed = True
+                self._cond.notify_all()
+
+    def _publish(self, prefix: str, page: list[dict[str, Any]], *, complete: bool = False) -> bool:
+        """Add one page (and wake the items waiting for it); False once the batch is over."""
+        with self._cond:
+            if self._closed:
+                return False
+            for obj in page:
+                size = obj.get("Size")
+                modified, etag = obj.get("LastModified"), obj.get("ETag")
+                self.entries[obj["Key"]] = (modified, size if isinstance(size, int) else None, etag)
+            self._reached[prefix] = None if complete else page[-1]["Key"]
+            page.clear()
+            self._cond.notify_all()
+            return True
+
+    def lookup(self, bucket: str, key: str) -> tuple[bool, dict[str, Any] | None]:
+        """(known, head): whether the listing answers for this output, and the listed object in ``head_object``'s
+        shape (None: it does not exist; no x-cos-meta-*: a listing does not carry them)."""
+        prefix = next((p for p in self.prefixes if key.startswith(p)), None) if bucket == self.bucket else None
+        if prefix is None:
+            return False, None
+        with self._cond:
+            while not self._failed and (reached := self._reached[prefix]) is not None and reached < key:
+                self._cond.wait()
+            if self._failed:
+                return False, None
+            entry = self.entries.get(key)
         if entry is None:
-            return None
+            return True, None
         modified, size, etag = entry
-        return {"ETag": etag, "Content-Length": size, "Last-Modified": modified}
+        return True, {"ETag": etag, "Content-Length": size, "Last-Modified": modified}
 
-
-def list_outputs(hook: CIHook, bucket: str, prefixes: Iterable[str], *, page_size: int = 1000) -> OutputListing:
-    """List every output prefix once (a prefix inside another is not listed twice): one request per page."""
-    kept: list[str] = []
-    for prefix in sorted(set(prefixes)):
-        if not any(prefix.startswith(k) for k in kept):
-            kept.append(prefix)
-    entries: dict[str, tuple[datetime | None, int | None, str | None]] = {}
-    for prefix in kept:
-        for obj in hook.list_objects(bucket, prefix=prefix, max_keys=page_size):
-            size = obj.get("Size")
-            entries[obj["Key"]] = (obj.get("LastModified"), size if isinstance(size, int) else None, obj.get("ETag"))
-    return OutputListing(bucket, tuple(kept), entries)
+    def close(self) -> None:
+        """Stop listing (the batch is over) and wait for the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def local_output_fresh(hook: CIHook, path: str, item: SourceItem) -> bool:

@@ -178,8 +178,8 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
         holds is reused as listed when its owner cannot be another source (CI-written outputs carry no owner) and it
         is fresh. Otherwise (an owner to check, or an output about to be overwritten) the output is HEADed."""
         listing = self._listed_outputs
-        if listing is not None and listing.covers(bucket, key):
-            listed = listing.head(key)
+        known, listed = listing.lookup(bucket, key) if listing is not None else (False, None)
+        if known:
             if listed is None:
                 return None
             if not self._outputs_carry_owner and _batch.cos_output_fresh(self.hook, listed, item) is not None:
@@ -376,7 +376,7 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
         self._warm_up()
         limit = int(self._checked.get("max_concurrency", IMAGE_MAX_CONCURRENCY_DEFAULT))
         if large:  # one listing instead of a HEAD per output: only outputs that exist are HEADed (owner, freshness)
-            self._listed_outputs = self._list_outputs()
+            self._listed_outputs = self._list_outputs()  # filled while the items run
         process = self._process_unique(set(), threading.Lock()) if streamed else self._process
         count = f"{len(items)}" if isinstance(items, list) else "the listed"
         self.log.info("Processing %s images, at most %d at once", count, limit)
@@ -423,6 +423,8 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
             return collector.summary(place, max_concurrency=limit, peak_concurrency=outcome.peak_concurrency)
         finally:
             collector.close()
+            if self._listed_outputs is not None:
+                self._listed_outputs.close()
             self._listed_outputs = None
 
     def _list_outputs(self) -> _batch.OutputListing | None:
@@ -431,9 +433,8 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
         if not outs:
             return None
         bucket = outs[0][0]
-        return _batch.list_outputs(
-            self.hook, bucket, [p for b, p in outs if b == bucket], page_size=self.list_page_size
-        )
+        listing = _batch.OutputListing(bucket, [p for b, p in outs if b == bucket])
+        return listing.start(self.hook, page_size=self.list_page_size)
 
     def _write_manifest(self, context: Context, collector: BatchCollector) -> ManifestPlace | None:
         place = self._manifest_place(context)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from airflow.sdk import DAG
 
-from airflow_provider_tencent_ci.emulator.faults import FaultConfig
+from airflow_provider_tencent_ci.emulator.faults import FaultConfig, OperationFaults
 from airflow_provider_tencent_ci.exceptions import TencentCloudError
 from airflow_provider_tencent_ci.operators._batch import SourceItem, run_items
 from airflow_provider_tencent_ci.operators._manifest import (
@@ -23,6 +23,7 @@ from airflow_provider_tencent_ci.operators._manifest import (
     BatchCollector,
     manifest_key,
 )
+from airflow_provider_tencent_ci.operators.bda import SegmentPortraitPartsOperator
 from airflow_provider_tencent_ci.operators.ci_image import PortraitMattingOperator
 from tests.conftest import run_dag
 from tests.operators.image_support import BUCKET, START, paid, state, subject_png, xcom
@@ -57,6 +58,19 @@ def _record_order(emu: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
         record(operation, *args, **kwargs)
 
     monkeypatch.setattr(emu.stats, "record", recording)
+    return order
+
+
+def _arrival_order(emu: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str | None]]:
+    """(operation, listing prefix) of every request, in the order the emulator received them."""
+    order: list[tuple[str, str | None]] = []
+    log_query = emu.stats.log_query
+
+    def recording(operation: str, bucket: str | None, query: dict[str, str]) -> None:
+        order.append((operation, query.get("prefix")))
+        log_query(operation, bucket, query)
+
+    monkeypatch.setattr(emu.stats, "log_query", recording)
     return order
 
 
@@ -373,3 +387,103 @@ def test_a_streamed_batch_reports_its_prefix_as_the_lineage_input(tencent_conn: 
     assert datasets["inputs"] == [(f"cos://{BUCKET}", "lin/")]
     assert sorted(datasets["outputs"]) == sorted((f"cos://{BUCKET}", d["output_key"]) for d in docs)
     assert ti.pushed["batch_summary"]["processed"] == n
+
+
+def test_a_large_source_keys_rerun_heads_each_source_once(tencent_conn: Any) -> None:
+    """source_keys carry no listing date: the rerun HEADs each source once for its time (the output listing says
+    the output exists), never once more for the same item."""
+    emu = tencent_conn
+    n = PLANNED_BATCH_MAX_ITEMS + 10
+    keys = _put_many(emu, "named/", n)
+    emu.set_faults(FaultConfig(fixed_latency=0.0))
+    try:
+        with _dag("scale_named") as dag:
+            PortraitMattingOperator(
+                task_id="process", bucket=BUCKET, source_keys=keys, output_key="named-out/{stem}.png", max_concurrency=8
+            )
+        run_dag(dag, logical_date=START)
+        assert paid(emu)["ImageProcess"] == n
+        emu.stats.reset()
+        dr = run_dag(dag, logical_date=START)
+    finally:
+        emu.set_faults(None)
+    assert state(dr, "process") == "success"
+    assert sum(paid(emu).values()) == 0
+    assert emu.stats.count(operation="ListObjects") == 1  # the outputs, once
+    assert emu.stats.count(operation="HeadObject") == n  # one per source (was two: the time was not kept)
+
+
+def test_a_rerun_with_two_outputs_per_item_heads_the_source_once(tencent_conn: Any) -> None:
+    """BDA writes a portrait and a mask per source: both are checked, the source's time is HEADed once."""
+    emu = tencent_conn
+    keys = _put_many(emu, "pair/", 3)
+    with _dag("scale_pair") as dag:
+        SegmentPortraitPartsOperator(
+            task_id="segment",
+            parts=["Head"],
+            bucket=BUCKET,
+            source_keys=keys,
+            portrait_output_key="pair-out/{stem}.png",
+            mask_output_key="pair-out/{stem}.mask.png",
+        )
+    run_dag(dag, logical_date=START)
+    assert paid(emu)["SegmentCustomizedPortraitPic"] == 3
+    emu.stats.reset()
+    dr = run_dag(dag, logical_date=START)
+    assert [d["status"] for d in xcom(dr, "segment")] == ["skipped"] * 3
+    assert sum(paid(emu).values()) == 0
+    # Per item: the two outputs (their owner) and the source once (was twice: once per output).
+    assert emu.stats.count(operation="HeadObject") == 3 * (2 + 1)
+
+
+def test_a_rerun_pays_for_a_changed_source_before_the_output_listing_ends(
+    tencent_conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The output listing is read while the items run: an item waits only for the page that holds its output."""
+    emu = tencent_conn
+    keys = _put_many(emu, "early/", 250)  # pages of 120: 3 source pages, 3 output pages
+    with _dag("scale_early") as dag:
+        PagedPortraitMatting(
+            task_id="process", bucket=BUCKET, source_prefix="early/", output_key="early-out/{stem}.png"
+        )
+    run_dag(dag, logical_date=START)
+    assert paid(emu)["ImageProcess"] == 250
+    for key, age in [*((k, 2) for k in keys), *((k, 1) for k in emu.list_keys(BUCKET, "early-out/"))]:
+        record = emu.store.get(BUCKET, key)
+        record.last_modified = record.last_modified - timedelta(minutes=age)
+    emu.put_object(BUCKET, keys[0], subject_png(8, colour=(30, 30, 200)), content_type="image/png")
+    # Slow listing pages: the changed first source must not wait for the output listing's last page.
+    emu.set_faults(FaultConfig(per_operation={"ListObjects": OperationFaults(latency=0.5)}))
+    emu.stats.reset()
+    order = _arrival_order(emu, monkeypatch)
+    try:
+        dr = run_dag(dag, logical_date=START)
+    finally:
+        emu.set_faults(None)
+    assert state(dr, "process") == "success"
+    output_pages = [n for n, (op, prefix) in enumerate(order) if op == "ListObjects" and prefix == "early-out/"]
+    paid_calls = [n for n, (op, _) in enumerate(order) if op == "ImageProcess"]
+    assert len(output_pages) == 3 and len(paid_calls) == 1
+    assert output_pages[0] < paid_calls[0] < output_pages[-1]  # was: after the last output page
+    assert [d["source_key"] for d in xcom(dr, "process") if d["status"] == "processed"] == [keys[0]]
+
+
+def test_a_failed_output_listing_falls_back_to_a_head_per_output(tencent_conn: Any) -> None:
+    """The output listing only saves requests: when it fails, each output is HEADed as in a small batch."""
+    emu = tencent_conn
+    n = PLANNED_BATCH_MAX_ITEMS + 5
+    keys = _put_many(emu, "nolist/", n)
+    emu.set_faults(FaultConfig(per_operation={"ListObjects": OperationFaults(error_rate=1.0, errors=("5xx",))}))
+    emu.stats.reset()
+    try:
+        with _dag("scale_nolist") as dag:
+            PortraitMattingOperator(
+                task_id="process", bucket=BUCKET, source_keys=keys, output_key="nolist-out/{stem}.png"
+            )
+        dr = run_dag(dag, logical_date=START)
+    finally:
+        emu.set_faults(None)
+    assert state(dr, "process") == "success"
+    assert emu.stats.count(operation="ListObjects", ok=True) == 0 and emu.stats.count(operation="ListObjects") >= 1
+    assert emu.stats.count(operation="HeadObject") == n
+    assert paid(emu)["ImageProcess"] == n
