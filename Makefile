@@ -13,6 +13,9 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "apache-airflow==$(AIRFLOW_VERSION)" -e ".[dev]"
+	# The editable build leaves <name>.egg-info in the checkout; with the checkout on sys.path (demo, pytest) Airflow
+	# would find the provider's entry points twice ("Plugin ... already registered"). The venv's dist-info is enough.
+	rm -rf airflow_provider_tencent_ci.egg-info
 	rm -f $(VENV)/.installed-airflow-*
 	touch $@
 

@@ -39,6 +39,31 @@ def test_providers_list_shows_the_provider() -> None:
     assert "airflow-provider-tencent-ci" in names
 
 
+_COUNT_PLUGIN_ENTRY_POINTS = """
+try:
+    from airflow._shared.module_loading import entry_points_with_dist  # Airflow >= 3.2
+except ImportError:
+    from airflow.utils.entry_points import entry_points_with_dist  # Airflow 3.1
+print(sum(ep.name == "tencent_ci_callback_receiver" for ep, _ in entry_points_with_dist("airflow.plugins")))
+"""
+
+
+def test_the_callback_receiver_plugin_is_found_once_with_the_checkout_on_sys_path() -> None:
+    """The demo and pytest put the checkout on sys.path: an editable build's leftover ``*.egg-info`` there made Airflow
+    find the plugin's entry point twice and log "Plugin ... already registered, skipping" (the Makefile removes it)."""
+    repo = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", _COUNT_PLUGIN_ENTRY_POINTS],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        cwd=repo,
+        timeout=240,
+        check=True,
+    )
+    assert result.stdout.strip() == "1"
+
+
 def test_providers_hooks_shows_the_connection_type() -> None:
     hooks = json.loads(_airflow("providers", "hooks"))
     by_type = {h["connection_type"]: h for h in hooks}
