@@ -216,3 +216,68 @@ def test_ensure_listener_is_idempotent_and_needs_a_key(monkeypatch: pytest.Monke
         assert all(listener is first[0] for listener in first) and again is first[0]
     finally:
         cl.reset_listener()
+
+
+def test_a_listener_whose_port_is_taken_binds_once_it_is_freed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, figures: Any
+) -> None:
+    """Issue 13: a triggerer whose port is held (e.g. by a triggerer still shutting down) retries the bind in the
+    background with backoff, logs one warning for the whole streak, and serves once the port is free, without a
+    restart; a trigger that registered meanwhile gets the callback."""
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+    from airflow_provider_tencent_ci.triggers._asyncio import Mailbox
+
+    caplog.set_level(logging.INFO, logger=LISTENER_LOGGERS)
+    monkeypatch.setattr(cl, "BIND_RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(cl, "BIND_RETRY_MAX_SECONDS", 0.2)
+    occupant = socket.create_server(("127.0.0.1", 0))
+    port = occupant.getsockname()[1]
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY", _jobs.TOKEN_KEY)
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_RELAY_URL", "")
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_RELAY_CONN_ID", "")
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_HOST", "127.0.0.1")
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_PORT", str(port))
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_BASE_URL", f"http://127.0.0.1:{port}")
+    cl.reset_listener()
+    job_id = "a" + "6" * 32
+
+    def bind_warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "cannot bind" in r.getMessage()]
+
+    async def scenario() -> dict[str, Any]:
+        listener = await cl.ensure_listener()
+        assert listener is not None and not listener.running
+        token = cl.token_for_nonce(cl.new_nonce())
+        mailbox = Mailbox()
+        registration = await listener.listen(token, mailbox)  # a trigger starting while the port is taken
+        try:
+            await asyncio.sleep(1.0)  # several retries at 0.05 .. 0.2 s
+            taken = {"failures": listener.bind_failures, "warnings": len(bind_warnings()), "up": listener.running}
+            assert await cl.ensure_listener() is listener  # later triggers get the same, retrying listener
+            occupant.close()
+            for _ in range(200):
+                if listener.running:
+                    break
+                await asyncio.sleep(0.05)
+            status = await raw_post(port, f"/{token}", forged_xml(job_id))
+            item = await mailbox.get(10)
+            return {**taken, "status": status, "jobs": item[1].job_ids() if item else None, "same": listener}
+        finally:
+            registration.close()
+
+    try:
+        result = asyncio.run(scenario())
+        serving = result["same"] is cl._INSTANCE and cl._INSTANCE.running
+    finally:
+        occupant.close()
+        cl.reset_listener()
+    figures.record(
+        "callback listener: port taken, then freed",
+        failed_binds_while_taken=result["failures"],
+        bind_warnings=len(bind_warnings()),
+        callback_status_after_bind=result["status"],
+    )
+    assert not result["up"] and result["failures"] >= 4, result  # retried, and not serving while taken
+    assert result["warnings"] == 1 and len(bind_warnings()) == 1  # one line for the whole streak
+    assert any("bound 127.0.0.1" in r.getMessage() for r in caplog.records)
+    assert serving and result["status"] == 200 and result["jobs"] == [job_id]
