@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.reliability import _jobs
-from tests.reliability.test_callback_listener_hostile import forged_xml, raw_post
+from tests.reliability.test_callback_listener_hostile import forged_xml, raw_post, raw_request
 
 REPO = Path(__file__).resolve().parents[2]
 IDLE_CLIENTS = 300
@@ -154,24 +154,13 @@ def test_framing_paths_and_formats_over_http(monkeypatch: pytest.MonkeyPatch, ca
 
 
 async def _plus_length(port: int, token: str, body: bytes) -> int:
-    return await _raw_status(
+    return await raw_request(
         port, f"POST /{token} HTTP/1.1\r\nHost: x\r\nContent-Length: +{len(body)}\r\n\r\n".encode() + body
     )
 
 
 async def _no_host(port: int, token: str, body: bytes) -> int:
-    return await _raw_status(port, f"POST /{token} HTTP/1.1\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
-
-
-async def _raw_status(port: int, data: bytes) -> int:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), 10)
-        return int(line.split()[1]) if line else 0
-    finally:
-        writer.close()
+    return await raw_request(port, f"POST /{token} HTTP/1.1\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
 
 
 def test_wildcard_host_without_base_url_warns_once(
