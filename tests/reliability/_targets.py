@@ -30,6 +30,7 @@ from tests.reliability import _jobs
 
 REPO = Path(__file__).resolve().parents[2]
 TARGETS = ("listener", "api_server")
+LABELS = {"listener": "callback listener", "api_server": "API-server receiver (uvicorn)"}  # figures' names
 
 
 @dataclass

@@ -276,7 +276,7 @@ def test_receiver_survives_hostile_callbacks_and_completes_only_the_real_one(
     answered = [v for k, v in statuses.items() if isinstance(v, int) and k.split("_")[0] not in ("events", "fds")]
     answered = [v for v in answered if v > 0]
     figures.record(
-        f"{_LABELS[target_name]}: hostile requests",
+        f"{_targets.LABELS[target_name]}: hostile requests",
         bad_requests=len(answered),
         statuses=dict(sorted(collections.Counter(answered).items())),
         slowloris_connections=50,
@@ -290,9 +290,6 @@ def test_receiver_survives_hostile_callbacks_and_completes_only_the_real_one(
         real_completion_events=len(events),
         rss_growth_mib=round(growth_mib, 1),
     )
-
-
-_LABELS = {"listener": "callback listener", "api_server": "API-server receiver (uvicorn)"}
 
 
 async def _get(port: int, path: str) -> int:

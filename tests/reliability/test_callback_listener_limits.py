@@ -12,12 +12,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.reliability import _jobs
+from tests.reliability import _jobs, _targets
 from tests.reliability.test_callback_listener_hostile import forged_xml, raw_post, raw_request
 
 REPO = Path(__file__).resolve().parents[2]
@@ -270,3 +271,56 @@ def test_a_listener_whose_port_is_taken_binds_once_it_is_freed(
     assert result["warnings"] == 1 and len(bind_warnings()) == 1  # one line for the whole streak
     assert any("bound 127.0.0.1" in r.getMessage() for r in caplog.records)
     assert serving and result["status"] == 200 and result["jobs"] == [job_id]
+
+
+HELD_HEADS = 300
+
+
+@pytest.mark.parametrize("target_name", _targets.TARGETS)
+def test_held_request_heads_do_not_stop_callbacks(
+    target_name: str, monkeypatch: pytest.MonkeyPatch, figures: Any
+) -> None:
+    """300 connections that each sent the start of a request head and never finish it (slowloris at rest, from
+    another process). The listener cuts them at its header deadline; uvicorn (the API server) has no header
+    deadline and holds them until the client leaves. Either way CI's callbacks from another address are answered
+    200 meanwhile, memory stays small, and the descriptors are given back when the clients leave."""
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+
+    with _targets.target(target_name, monkeypatch, body_timeout=1.0) as target:
+        fds_before, rss_before = target.open_fds(), target.rss_kib()
+        head = f"POST {target.path('x')} HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n"
+        holders = subprocess.Popen(
+            [sys.executable, "-m", "tests.reliability._idle_clients", str(target.port), str(HELD_HEADS), head],
+            cwd=str(REPO),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert holders.stdout is not None
+            assert holders.stdout.readline().decode().strip() == f"connected {HELD_HEADS}"
+            time.sleep(2.0)  # past the listener's header deadline (1 s here)
+            fds_held, rss_held = target.open_fds(), target.rss_kib()
+            good = [
+                _post_from("127.0.0.2", target.port, target.path(cl.token_for_nonce(cl.new_nonce())), forged_xml(job))
+                for job in ("a" + f"{n:032d}" for n in range(20))
+            ]
+        finally:
+            holders.stdin.close()  # type: ignore[union-attr]
+            holders.wait(10)
+        assert _jobs.wait_until(lambda: target.open_fds() <= fds_before + 2, 10)
+        fds_after = target.open_fds()
+        serving = target.serving()
+    growth_mib = (rss_held - rss_before) / 1024
+    figures.record(
+        f"{_targets.LABELS[target_name]}: {HELD_HEADS} held request heads",
+        good_callbacks_200=good.count(200),
+        fds_before=fds_before,
+        fds_while_held=fds_held,
+        fds_after=fds_after,
+        rss_growth_mib=round(growth_mib, 1),
+    )
+    assert good == [200] * 20
+    assert serving
+    assert growth_mib < 20, growth_mib
+    if target.header_deadline:  # the listener: at most its connection cap open, each cut at the header deadline
+        assert fds_held <= fds_before + cl.MAX_CONNECTIONS + 10
