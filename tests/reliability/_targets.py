@@ -13,6 +13,7 @@ the emulator calls) points at the target too. Memory and descriptors are the ser
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -68,8 +69,13 @@ def listener_target(
 
 @contextmanager
 def api_server_target(
-    monkeypatch: pytest.MonkeyPatch, *, body_timeout: float, max_body_bytes: int | None = None
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    body_timeout: float,
+    max_body_bytes: int | None = None,
+    fd_limit: int | None = None,
 ) -> Iterator[Target]:
+    """``fd_limit``: the server process's RLIMIT_NOFILE (default: this process's)."""
     from airflow_provider_tencent_ci.plugins.callback_receiver import URL_PREFIX
     from airflow_provider_tencent_ci.triggers import callback_listener as cl
     from airflow_provider_tencent_ci.triggers import callback_relay
@@ -94,6 +100,9 @@ def api_server_target(
             cwd=str(REPO),
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=None
+            if fd_limit is None
+            else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit)),
         )
         try:
             _wait_for_port(port, proc, log)

@@ -324,3 +324,51 @@ def test_held_request_heads_do_not_stop_callbacks(
     assert growth_mib < 20, growth_mib
     if target.header_deadline:  # the listener: at most its connection cap open, each cut at the header deadline
         assert fds_held <= fds_before + cl.MAX_CONNECTIONS + 10
+
+
+def test_the_api_server_at_its_descriptor_limit_refuses_callbacks_then_recovers(
+    monkeypatch: pytest.MonkeyPatch, figures: Any
+) -> None:
+    """Why the API server belongs behind an ingress with a header timeout: uvicorn holds every unfinished head, and
+    no cap of the receiver app can act before a head is complete. Once held heads take all of the process's
+    descriptors (a limit of 256 here), new connections, CI's callbacks included, are refused (CI retries; the
+    fallback poll finds the job); when the clients leave, callbacks are served again without a restart."""
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+
+    limit = 256
+    with _targets.api_server_target(monkeypatch, body_timeout=1.0, fd_limit=limit) as target:
+        head = f"POST {target.path('x')} HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n"
+        holders = subprocess.Popen(
+            [sys.executable, "-m", "tests.reliability._idle_clients", str(target.port), str(limit + 44), head],
+            cwd=str(REPO),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+
+        def callback() -> int:
+            try:
+                path = target.path(cl.token_for_nonce(cl.new_nonce()))
+                return _post_from("127.0.0.2", target.port, path, forged_xml("a" + "7" * 32), timeout=5)
+            except OSError:  # reset, or no answer in time
+                return 0
+
+        try:
+            assert holders.stdout is not None
+            assert holders.stdout.readline().decode().strip() == f"connected {limit + 44}"
+            assert _jobs.wait_until(lambda: target.open_fds() >= limit, 10)
+            during = callback()
+        finally:
+            holders.stdin.close()  # type: ignore[union-attr]
+            holders.wait(10)
+        assert _jobs.wait_until(lambda: target.open_fds() < 50, 10)
+        after = callback()
+        serving = target.serving()
+    figures.record(
+        f"{_targets.LABELS['api_server']}: held heads at the descriptor limit",
+        fd_limit=limit,
+        held_heads=limit + 44,
+        callback_status_while_exhausted=during,
+        callback_status_after_clients_left=after,
+    )
+    assert during != 200  # documented in README/RELIABILITY; if uvicorn gains a header timeout, update them
+    assert after == 200 and serving
