@@ -372,3 +372,49 @@ def test_the_api_server_at_its_descriptor_limit_refuses_callbacks_then_recovers(
     )
     assert during != 200  # documented in README/RELIABILITY; if uvicorn gains a header timeout, update them
     assert after == 200 and serving
+
+
+def test_the_api_server_receiver_reads_a_bounded_number_of_bodies_at_once(
+    monkeypatch: pytest.MonkeyPatch, figures: Any
+) -> None:
+    """Clients each send all but the last byte of a body at the size cap and stall. uvicorn would hand every one to
+    the app, each holding up to the cap until the body deadline; the receiver reads at most ``MAX_IN_FLIGHT`` at
+    once (408 at the deadline) and answers the rest 503 before reading them (CI retries)."""
+    from airflow_provider_tencent_ci.plugins.callback_receiver import MAX_IN_FLIGHT
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+
+    cap, clients = 256 * 1024, MAX_IN_FLIGHT + 32
+    with _targets.api_server_target(monkeypatch, body_timeout=3.0, max_body_bytes=cap) as target:
+        rss_before = target.rss_kib()
+        path = target.path(cl.token_for_nonce(cl.new_nonce()))
+        request = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {cap}\r\n\r\n".encode() + b"x" * (cap - 1)
+
+        async def scenario() -> tuple[list[int], int]:
+            streams = [await asyncio.open_connection("127.0.0.1", target.port) for _ in range(clients)]
+            try:
+                for _, writer in streams:
+                    writer.write(request)
+                await asyncio.gather(*(writer.drain() for _, writer in streams))
+                await asyncio.sleep(1.0)  # all heads in, the deadline (3 s) not yet reached
+                peak = target.rss_kib()
+                lines = await asyncio.gather(*(asyncio.wait_for(reader.readline(), 20) for reader, _ in streams))
+                return [int(line.split()[1]) if line else 0 for line in lines], peak
+            finally:
+                for _, writer in streams:
+                    writer.close()
+
+        statuses, rss_peak = asyncio.run(scenario())
+        serving = target.serving()
+    growth_mib = (rss_peak - rss_before) / 1024
+    figures.record(
+        f"{_targets.LABELS['api_server']}: {clients} stalled bodies at the size cap",
+        size_cap_kib=cap // 1024,
+        max_in_flight=MAX_IN_FLIGHT,
+        answered_408=statuses.count(408),
+        answered_503=statuses.count(503),
+        rss_growth_mib=round(growth_mib, 1),
+    )
+    assert set(statuses) <= {408, 503}, statuses
+    assert statuses.count(503) > 0 and statuses.count(408) <= MAX_IN_FLIGHT  # all stall past the heads
+    assert serving
+    assert growth_mib < MAX_IN_FLIGHT * cap / 2**20 + 32, growth_mib
