@@ -78,6 +78,7 @@ def run_flood(
         events = asyncio.run(scenario())
         # This process's early buffer (the listener's; with the API-server receiver, Redis keeps callbacks instead).
         result["early_buffer_tokens"] = len(cl._INSTANCE.router.early) if cl._INSTANCE is not None else 0
+    result["ci_callback_answers"] = [c.get("status") for c in emu.callbacks_sent if c["job_id"] == job_id]
     result["final_events"] = len(events)
     result["final_status"] = events[0].payload["status"] if events else None
     result["jobs_in_emulator"] = len(emu.jobs)

@@ -49,11 +49,17 @@ class Target:
         return f"{self.prefix}/{token}"
 
     def rss_kib(self) -> int:
+        return self._status_kib("VmRSS")
+
+    def peak_rss_kib(self) -> int:
+        return self._status_kib("VmHWM")
+
+    def _status_kib(self, field: str) -> int:
         with open(f"/proc/{self.pid}/status") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1])
-        raise RuntimeError(f"no VmRSS for process {self.pid}")
+        raise RuntimeError(f"no {field} for process {self.pid}")
 
     def open_fds(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
@@ -91,6 +97,8 @@ def api_server_target(
     # This process is the triggerer: its triggers start the relay subscriber and a listener of their own.
     monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_HOST", "127.0.0.1")
     monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_PORT", str(_jobs.free_port()))
+    # An earlier test's trigger without a relay made this process remember "no relay" (the config is read once).
+    monkeypatch.setattr(callback_relay, "_SAID_PROCESS_LOCAL", False)
     cl.reset_listener()
     callback_relay.stop_subscriber()
     limits = [str(max_body_bytes or cl.MAX_BODY_BYTES), str(body_timeout)]

@@ -418,3 +418,37 @@ def test_the_api_server_receiver_reads_a_bounded_number_of_bodies_at_once(
     assert statuses.count(503) > 0 and statuses.count(408) <= MAX_IN_FLIGHT  # all stall past the heads
     assert serving
     assert growth_mib < MAX_IN_FLIGHT * cap / 2**20 + 32, growth_mib
+
+
+@pytest.mark.parametrize("target_name", _targets.TARGETS)
+def test_an_oversized_request_head(target_name: str, monkeypatch: pytest.MonkeyPatch, figures: Any) -> None:
+    """16 MiB of header lines. The listener refuses a head over 16 KiB (431, h11's limit); uvicorn with httptools
+    (as the API server runs it) has no head size limit: it reads all of it into memory before the app can answer,
+    which is why the API server belongs behind an ingress with a header size limit (README)."""
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+
+    with _targets.target(target_name, monkeypatch, body_timeout=1.0) as target:
+        path = target.path(cl.token_for_nonce(cl.new_nonce()))
+        line = b"X-Padding: " + b"p" * 1000 + b"\r\n"
+        head = f"POST {path} HTTP/1.1\r\nHost: x\r\n".encode() + line * (16 * 1024) + b"Content-Length: 0\r\n\r\n"
+        peak_before = target.peak_rss_kib()  # (the listener's process is this one: the head is already built)
+
+        async def send() -> int:
+            try:
+                return await raw_request(target.port, head, timeout=60)
+            except OSError:  # reset while still sending: refused early
+                return 0
+
+        status = asyncio.run(send())
+        peak_growth_mib = (target.peak_rss_kib() - peak_before) / 1024
+        serving = target.serving()
+    figures.record(
+        f"{_targets.LABELS[target_name]}: a 16 MiB request head",
+        status=status,
+        peak_rss_growth_mib=round(peak_growth_mib, 1),
+    )
+    assert serving
+    if target_name == "listener":
+        assert status in (431, 0)
+    else:  # read whole, then refused by the receiver (an empty body is not a callback)
+        assert status == 400 and peak_growth_mib > 8  # documented in README/RELIABILITY: update them if it changes
