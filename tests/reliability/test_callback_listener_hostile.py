@@ -1,8 +1,10 @@
-"""Hostile input at the callback listener, with a real CIJobCallbackTrigger waiting on a real emulator job.
+"""Hostile input at both callback receivers (``_targets``: the in-triggerer listener, and the API-server receiver
+on uvicorn publishing to the relay), with a real CIJobCallbackTrigger waiting on a real emulator job.
 
-The listener must answer every bad request with a 4xx (or cut it at its read deadline), keep answering good
+A receiver must answer every bad request with a 4xx (or cut it at its read deadline), keep answering good
 callbacks, never let a callback complete a task by itself (the trigger confirms with CI), and keep its memory
-bounded.
+bounded. Where uvicorn has no answer (a request head that never ends), the test records what happens and asserts
+what holds: good callbacks are still answered.
 """
 
 from __future__ import annotations
