@@ -423,6 +423,7 @@ async def test_a_triggerer_whose_port_is_taken_gets_callbacks_through_the_relay_
     monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_HOST", "127.0.0.1")
     monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_PORT", str(port))
     monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(callback_relay, "_SAID_PROCESS_LOCAL", False)
     cl.reset_listener()
     callback_relay.stop_subscriber()
     publisher = CallbackRelay(redis_server.url)

@@ -215,6 +215,7 @@ def test_a_listener_whose_port_is_taken_binds_once_it_is_freed(
     background with backoff, logs one warning for the whole streak, and serves once the port is free, without a
     restart; a trigger that registered meanwhile gets the callback."""
     from airflow_provider_tencent_ci.triggers import callback_listener as cl
+    from airflow_provider_tencent_ci.triggers import callback_relay
     from airflow_provider_tencent_ci.triggers._asyncio import Mailbox
 
     caplog.set_level(logging.INFO, logger=LISTENER_LOGGERS)
@@ -228,6 +229,7 @@ def test_a_listener_whose_port_is_taken_binds_once_it_is_freed(
     monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_HOST", "127.0.0.1")
     monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_PORT", str(port))
     monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(callback_relay, "_SAID_PROCESS_LOCAL", False)  # restored afterwards: "no relay" is remembered
     cl.reset_listener()
     job_id = "a" + "6" * 32
 
