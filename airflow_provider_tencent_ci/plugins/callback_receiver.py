@@ -2,11 +2,16 @@
 
 CI calls the endpoint a deployment already exposes (with TLS) instead of an ingress to every triggerer. The
 request goes through the same callback core as the in-triggerer listener (``triggers/callbacks/core.py``
-``handle_callback``: the token's MAC, Content-Length framing with chunked bodies refused, the size cap, the
-whole-body deadline ``READ_TIMEOUT_SECONDS``, safe parsing), and a valid callback is handed to the shared relay
+``handle_callback``: the token's MAC, Content-Length framing with chunked bodies refused, the size cap checked
+before reading, the whole-body deadline ``READ_TIMEOUT_SECONDS``, safe parsing), at most ``MAX_IN_FLIGHT``
+requests at once per worker (503 beyond, before reading), and a valid callback is handed to the shared relay
 (``triggers/callback_relay.py``), where the triggerer holding the token picks it up. It answers 200 only once the
 relay has stored the callback, and 503 otherwise (no relay configured, Redis unreachable), so CI retries rather
 than losing it.
+
+What no app can cap is the request head: uvicorn (as ``airflow api-server`` runs it) has no header deadline and,
+with httptools, no header size limit, so the API server belongs behind the ingress that deployments already use
+for TLS, with a header timeout and size limit (README "Production callbacks", RELIABILITY.md).
 
 The app is mounted through Airflow 3's plugin ``fastapi_apps`` (``airflow/api_fastapi/app.py`` ``init_plugins``
 mounts each ``{"app", "url_prefix"}``, the same in 3.1 and 3.3); it is outside Airflow's auth, as CI holds no
@@ -27,8 +32,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from airflow_provider_tencent_ci.triggers import callback_relay
-from airflow_provider_tencent_ci.triggers.callbacks.core import ClientGone, Limits, handle_callback, publish_or_503
+from airflow_provider_tencent_ci.triggers.callbacks.core import (
+    ClientGone,
+    Limits,
+    RateLimitedLog,
+    handle_callback,
+    publish_or_503,
+)
 from airflow_provider_tencent_ci.triggers.callbacks.parsing import CallbackMessage
+from airflow_provider_tencent_ci.triggers.callbacks.server import MAX_CONNECTIONS
 
 try:
     from airflow.plugins_manager import AirflowPlugin
@@ -36,6 +48,12 @@ except ImportError:  # pragma: no cover - Airflow without the plugins manager
     AirflowPlugin = object  # type: ignore[assignment,misc]
 
 log = logging.getLogger(__name__)
+_busy = RateLimitedLog(log)
+
+# Requests read at once by one API-server worker; beyond, 503 before reading (CI retries). uvicorn bounds neither
+# connections nor requests (Airflow sets no ``limit_concurrency``), and each request may hold up to the size cap
+# for up to the body deadline: this keeps the worst case at the listener's (``MAX_CONNECTIONS`` x the size cap).
+MAX_IN_FLIGHT = MAX_CONNECTIONS
 
 URL_PREFIX = "/tencent-ci"
 CALLBACK_PATH = "/callbacks/{token}"
@@ -70,12 +88,24 @@ class RelaySink:
         return await publish_or_503(relay, token, body, content_type)
 
 
-def create_app(limits: Limits = Limits()) -> FastAPI:
+def create_app(limits: Limits = Limits(), max_in_flight: int = MAX_IN_FLIGHT) -> FastAPI:
     app = FastAPI(title="Tencent CI callback receiver", docs_url=None, redoc_url=None, openapi_url=None)
     sink = RelaySink()
+    in_flight = 0  # requests of this worker between their head and their answer (one event loop: no lock)
 
     @app.post(CALLBACK_PATH)
     async def receive(token: str, request: Request) -> PlainTextResponse:
+        nonlocal in_flight
+        if in_flight >= max_in_flight:
+            _busy.warning("CI callback receiver: %d requests in progress; answering 503 so that CI retries", in_flight)
+            return PlainTextResponse(HTTPStatus(503).phrase, status_code=503)
+        in_flight += 1
+        try:
+            return await _receive(token, request)
+        finally:
+            in_flight -= 1
+
+    async def _receive(token: str, request: Request) -> PlainTextResponse:
         chunks = request.stream()
 
         async def read() -> bytes:

@@ -28,11 +28,17 @@ routed here; every relayed callback is handed only to this process's registratio
 takes the callbacks stored for its token (:meth:`CallbackListener.listen`), and after every (re)subscription the
 subscriber re-checks them for every local token. When the port cannot be bound (another triggerer on the host
 holds it), callbacks still arrive through the relay from the receiver that got them (e.g. the API server's).
+
+A failed bind is retried in the listener's thread with backoff (``BIND_RETRY_SECONDS`` doubling up to
+``BIND_RETRY_MAX_SECONDS``) until it succeeds, without restarting the triggerer: a port held by a process that is
+shutting down (a rolling restart) serves again once it is freed. One warning per failure streak, one line when it
+binds; triggers register meanwhile and wake through the relay or their fallback poll.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -110,6 +116,8 @@ log = logging.getLogger(__name__)
 _unavailable = RateLimitedLog(log, burst=1, interval=300.0)
 _told_no_key = False
 LISTEN_BACKLOG = 1024  # queued connections use kernel memory, not descriptors; beyond it SYNs are dropped
+BIND_RETRY_SECONDS = 5.0  # the first retry of a failed bind; then doubling, up to:
+BIND_RETRY_MAX_SECONDS = 60.0
 
 
 class CallbackListener:
@@ -149,7 +157,9 @@ class CallbackListener:
         self._serving: asyncio.Task | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._stopping = threading.Event()
         self._start_error: BaseException | None = None
+        self.bind_failures = 0  # failed bind attempts before it served (diagnostics, tests)
 
     # Counters (tests, diagnostics): answers by status code, messages delivered and buffered.
     @property
@@ -165,32 +175,69 @@ class CallbackListener:
         return self.router.buffered
 
     # -- lifecycle ------------------------------------------------------------------------------------------
-    def start(self, timeout: float = 10.0) -> CallbackListener:
-        self._thread = threading.Thread(target=self._thread_main, name="tencent-ci-callback-listener", daemon=True)
+    def start(self, timeout: float = 10.0, *, retry_bind: bool = False) -> CallbackListener:
+        """Bind and serve in the listener's thread. :raises OSError: the first bind failed (with ``retry_bind``
+        the thread keeps retrying with backoff, and the listener serves once the port is free)."""
+        self._thread = threading.Thread(
+            target=self._thread_main, args=(retry_bind,), name="tencent-ci-callback-listener", daemon=True
+        )
         self._thread.start()
         if not self._ready.wait(timeout):
             raise OSError("callback listener did not start in time")
-        if self._start_error is not None:
-            raise OSError(f"callback listener could not bind {self.host}:{self.port}: {self._start_error}")
+        error = self._start_error
+        if error is not None:
+            raise OSError(f"callback listener could not bind {self.host}:{self.port}: {error}")
         return self
 
-    def _thread_main(self) -> None:
-        try:
-            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-            sock = socket.create_server((self.host, self.port), family=family, backlog=LISTEN_BACKLOG)
+    def _bind(self, retry: bool) -> socket.socket | None:
+        """The listening socket; on failure, retry with backoff while ``retry`` (None: stopped, or no retry)."""
+        delay, failures = BIND_RETRY_SECONDS, 0
+        while not self._stopping.is_set():
+            try:
+                family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+                sock = socket.create_server((self.host, self.port), family=family, backlog=LISTEN_BACKLOG)
+            except OSError as err:
+                failures += 1
+                self.bind_failures = failures
+                self._start_error = err
+                self._ready.set()
+                if not retry:
+                    return None
+                if failures == 1:  # once per failure streak: a retry every few seconds must not flood the log
+                    log.warning(
+                        "CI callback listener cannot bind %s:%s (%s); retrying in the background (every %.0f s at "
+                        "most, backing off to %.0f s); callbacks meanwhile arrive %s",
+                        self.host,
+                        self.port,
+                        err,
+                        delay,
+                        BIND_RETRY_MAX_SECONDS,
+                        "through the relay" if self.router.relay is not None else "only by the fallback poll",
+                    )
+                self._stopping.wait(delay)
+                delay = min(2 * delay, BIND_RETRY_MAX_SECONDS)
+                continue
             sock.setblocking(False)
             self.port = sock.getsockname()[1]
-        except BaseException as err:
-            self._start_error = err
-            self._ready.set()
+            if failures:
+                log.info("CI callback listener bound %s:%s after %d failed attempts", self.host, self.port, failures)
+            return sock
+        return None
+
+    def _thread_main(self, retry: bool) -> None:
+        sock = self._bind(retry)
+        if sock is None:
             return
         loop = asyncio.new_event_loop()
         self._loop = loop
         self._serving = loop.create_task(self.receiver.serve(sock))
+        self._start_error = None
         log.info(
             "CI callback listener serving on %s:%s (CI is told %s/<token>)", self.host, self.port, callback_base_url()
         )
         self._ready.set()
+        if self._stopping.is_set():  # stop() ran while we were binding
+            self._serving.cancel()
         try:
             loop.run_until_complete(self._serving)
         except asyncio.CancelledError:
@@ -201,19 +248,23 @@ class CallbackListener:
             loop.close()
 
     def stop(self) -> None:
+        self._stopping.set()  # ends a bind retry
         loop, serving = self._loop, self._serving
-        if loop is None or serving is None or loop.is_closed():
-            return
-        try:
-            loop.call_soon_threadsafe(serving.cancel)
-        except RuntimeError:
-            return
-        if self._thread is not None:
+        if loop is not None and serving is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # its loop closed meanwhile
+                loop.call_soon_threadsafe(serving.cancel)
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
 
     @property
+    def alive(self) -> bool:
+        """Serving, or retrying its bind."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and self._start_error is None
+        """Serving: bound and accepting connections."""
+        return self.alive and self._serving is not None and self._start_error is None
 
     # -- routing --------------------------------------------------------------------------------------------
     def register(self, token: str, inbox: Inbox) -> Registration:
@@ -245,23 +296,21 @@ def get_listener(relay_url: str | None = None) -> CallbackListener:
     """The process-wide listener, started on first use from ``[tencent_ci] callback_listener_host/port``; with a
     ``relay_url`` its receiver publishes to that relay.
 
-    Raises ``OSError`` when it cannot bind (e.g. another process holds the port) and there is no relay: callers
-    fall back to polling. With a relay, a failed bind is logged and the listener is kept for its registrations
-    (callbacks come through the relay). Blocking for the bind: call it through ``asyncio.to_thread`` (or use
-    :func:`ensure_listener`) from a trigger.
+    When the port cannot be bound (e.g. another process holds it), the listener is still returned and kept: its
+    thread retries the bind with backoff and serves once the port is free; triggers register with it meanwhile and
+    wake through the relay (if any) or their fallback poll. Blocking for the first bind attempt: call it through
+    ``asyncio.to_thread`` (or use :func:`ensure_listener`) from a trigger.
     """
     global _INSTANCE
     with _INSTANCE_LOCK:
-        if _INSTANCE is not None and (_INSTANCE.running or _INSTANCE.router.relay is not None):
+        if _INSTANCE is not None and _INSTANCE.alive:
             return _INSTANCE
         relay = callback_relay.CallbackRelay(relay_url) if relay_url else None
         listener = CallbackListener(listener_host(), listener_port(), relay=relay)
         try:
-            listener.start()
-        except OSError as err:
-            if relay is None:
-                raise
-            log.warning("CI callback listener not serving here (%s); callbacks arrive through the relay", err)
+            listener.start(retry_bind=True)
+        except OSError as err:  # the listener logged it (once) and retries in the background
+            log.debug("CI callback listener not serving yet: %s", err)
         _INSTANCE = listener
         return _INSTANCE
 
@@ -300,11 +349,11 @@ async def ensure_listener() -> CallbackListener | None:
     every provider trigger awaits it at the start of ``run()``.
 
     Idempotent and safe from any number of triggers and loops at once. Never raises: without a token key (nothing
-    could be accepted) or when the port cannot be bound and there is no relay, it logs (rarely) and returns None;
-    waiting triggers then rely on their fallback poll.
+    could be accepted) it logs once and returns None, and waiting triggers rely on their fallback poll. A listener
+    whose port is taken is returned all the same (it retries the bind in the background; see :func:`get_listener`).
     """
     current = _INSTANCE
-    if current is not None and (current.running or current.router.relay is not None):
+    if current is not None and current.alive:
         return current
     if _token_key() is None:
         global _told_no_key
@@ -314,11 +363,7 @@ async def ensure_listener() -> CallbackListener | None:
         return None
     # The subscriber first: once the port serves, a received callback must already go to the relay.
     subscriber = await callback_relay.ensure_subscriber(_deliver_relayed, _recheck_pending)
-    try:
-        return await asyncio.to_thread(get_listener, subscriber.url if subscriber is not None else None)
-    except OSError as err:
-        _unavailable.warning("CI callback listener unavailable (%s); triggers rely on polling", err)
-        return None
+    return await asyncio.to_thread(get_listener, subscriber.url if subscriber is not None else None)
 
 
 def reset_listener() -> None:

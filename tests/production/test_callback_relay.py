@@ -402,3 +402,56 @@ async def _relay_down_then_back(emu: Any, redis_server: RedisServer) -> None:
     print(
         f"\nrelay down: {len(waiting)} done by fallback poll in {by_poll:.2f}s; back: by callback in {by_callback:.2f}s"
     )
+
+
+async def test_a_triggerer_whose_port_is_taken_gets_callbacks_through_the_relay_then_binds(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The port held by another process: callbacks received elsewhere (the API server's receiver) reach this
+    process's trigger through the relay meanwhile; once the port is free the listener binds by itself and serves."""
+    import socket
+
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+    from airflow_provider_tencent_ci.triggers._asyncio import Mailbox
+
+    monkeypatch.setattr(cl, "BIND_RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(cl, "BIND_RETRY_MAX_SECONDS", 0.2)
+    occupant = socket.create_server(("127.0.0.1", 0))
+    port = occupant.getsockname()[1]
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY", "relay-listener-test-key")
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_RELAY_URL", redis_server.url)
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_HOST", "127.0.0.1")
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_PORT", str(port))
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(callback_relay, "_SAID_PROCESS_LOCAL", False)
+    cl.reset_listener()
+    callback_relay.stop_subscriber()
+    publisher = CallbackRelay(redis_server.url)
+    try:
+        listener = await cl.ensure_listener()
+        assert listener is not None and not listener.running
+        subscriber = callback_relay.current_subscriber()
+        assert subscriber is not None
+        await eventually(subscriber.subscribed.is_set, "the subscription")
+        token = cl.token_for_nonce(cl.new_nonce())
+        mailbox = Mailbox()
+        registration = await listener.listen(token, mailbox)
+        try:
+            await publisher.publish(token, BODY, JSON)  # what another receiver does with CI's callback
+            item = await mailbox.get(10)
+            assert item is not None and item[1].job_ids() == ["a1"]
+            assert not listener.running
+
+            occupant.close()
+            await eventually(lambda: listener.running, "the listener to bind the freed port")
+            assert await _post_to(cl.callback_url(token), BODY) == 200  # this port now serves, via the relay
+            item = await mailbox.get(10)
+            assert item is not None and item[1].job_ids() == ["a1"]
+            assert cl._INSTANCE is listener
+        finally:
+            registration.close()
+    finally:
+        occupant.close()
+        await publisher.aclose()
+        cl.reset_listener()
+        callback_relay.stop_subscriber()
