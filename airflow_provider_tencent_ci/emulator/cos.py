@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote
 
 from .core import CosError, EmulatorState, EmuRequest, EmuResponse, cos_bucket_of_host
@@ -123,12 +125,46 @@ def _parse_copy_source(value: str) -> tuple[str, str]:
     return bucket, key
 
 
+def _http_time(value: str) -> datetime | None:
+    """An HTTP date; None when it does not parse (HTTP: an invalid date is ignored, RFC 9110 13.1.3/13.1.4)."""
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _etag_matches(value: str, etag: str) -> bool:
+    tags = [t.strip().strip('"') for t in value.split(",")]
+    return "*" in tags or etag.strip('"') in tags
+
+
+def check_copy_conditions(headers: dict[str, str], src: ObjectRecord) -> None:
+    """PUT Object - Copy's conditions on the source (cn 436/10881): each one that does not hold answers 412
+    PreconditionFailed and copies nothing. If-Match / If-None-Match compare the ETag; the dates compare
+    Last-Modified at second precision (what HTTP dates carry)."""
+    modified = src.last_modified.replace(microsecond=0)
+    match = headers.get("x-cos-copy-source-if-match")
+    none_match = headers.get("x-cos-copy-source-if-none-match")
+    since = _http_time(headers.get("x-cos-copy-source-if-modified-since") or "")
+    unmodified = _http_time(headers.get("x-cos-copy-source-if-unmodified-since") or "")
+    failed = (
+        (match is not None and not _etag_matches(match, src.etag))
+        or (none_match is not None and _etag_matches(none_match, src.etag))
+        or (since is not None and not modified > since)
+        or (unmodified is not None and modified > unmodified)
+    )
+    if failed:
+        raise CosError(412, "PreconditionFailed", "At least one of the preconditions you specified did not hold.")
+
+
 async def copy_object(state: EmulatorState, req: EmuRequest) -> EmuResponse:
     assert req.bucket is not None
     src_bucket, src_key = _parse_copy_source(req.headers["x-cos-copy-source"])
     if not state.store.has_bucket(src_bucket):
         raise CosError(404, "NoSuchBucket", "The specified bucket does not exist.")
     src = _require(state, src_bucket, src_key)
+    check_copy_conditions(req.headers, src)
     directive = req.headers.get("x-cos-metadata-directive", "Copy")
     if directive not in ("Copy", "Replaced"):
         raise CosError(400, "InvalidArgument", "x-cos-metadata-directive must be Copy or Replaced.")

@@ -248,18 +248,25 @@ def source_tag(item: SourceItem) -> str:
     return quote(item.label, safe=":/")
 
 
+def output_owner(head: dict[str, Any] | None) -> str | None:
+    """The source an existing output records (its ``x-cos-meta-source``, decoded), None when untagged or absent."""
+    owner = (head or {}).get(f"x-cos-meta-{OUTPUT_SOURCE_METADATA}")
+    return unquote(owner) if owner else None
+
+
 def check_output_owner(param: str, key: str, head: dict[str, Any] | None, item: SourceItem) -> None:
     """An existing output recorded as made from another source fails the item, naming both sources."""
-    owner = (head or {}).get(f"x-cos-meta-{OUTPUT_SOURCE_METADATA}")
-    if owner and owner != source_tag(item):
-        rule = f"already holds the output of {unquote(owner)}; {item.label} maps to the same output"
+    owner = output_owner(head)
+    if owner and owner != item.label:
+        rule = f"already holds the output of {owner}; {item.label} maps to the same output"
         raise ParameterValidationError(param, key, rule)
 
 
 @dataclass(frozen=True)
 class OutputListing:
-    """What one listing of the output prefixes found (a rerun's "already done" check without a HEAD per item):
-    key -> (LastModified, Size, ETag), as ListObjects reports them."""
+    """What one listing of the output prefixes found (a rerun's "does it exist" check without a HEAD per missing
+    output): key -> (LastModified, Size, ETag), as ListObjects reports them. A listing carries no
+    ``x-cos-meta-source``: an output it holds is still HEADed for its owner before it is skipped or overwritten."""
 
     bucket: str
     prefixes: tuple[str, ...]

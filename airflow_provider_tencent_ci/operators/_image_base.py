@@ -6,7 +6,7 @@ JSON document). ``execute`` does the rest: validate the rendered values, plan (a
 the sources and each other as the service will store them, no paid request yet), run the items (one in the task
 thread, many on the bounded pool), persist the console link, record lineage, and fail after every item was tried
 unless ``continue_on_error``. Subclasses that can stream or list their outputs also describe them
-(:meth:`_streams_listing`, :meth:`_cos_output_prefixes`, :meth:`_local_output_templates`, ``_outputs_carry_owner``)
+(:meth:`_streams_listing`, :meth:`_cos_output_prefixes`, :meth:`_local_output_templates`)
 for large batches: see README "Image operators" and :mod:`._manifest`.
 """
 
@@ -174,16 +174,13 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
     def _existing_output(self, param: str, bucket: str, key: str, item: SourceItem) -> dict[str, Any] | None:
         """A COS output's headers before the paid call; one recorded as another source's fails this item.
 
-        In a large batch the rerun listing answers: an output it does not hold does not exist (no HEAD); one it
-        holds is reused as listed when its owner cannot be another source (CI-written outputs carry no owner) and it
-        is fresh. Otherwise (an owner to check, or an output about to be overwritten) the output is HEADed."""
+        Every COS output carries its source in ``x-cos-meta-source`` (written with the object, or, for an object CI
+        writes, tagged right after). In a large batch the rerun listing answers "does not exist" without a HEAD;
+        a listing carries no metadata, so an output it holds is HEADed for its owner before it is skipped or
+        overwritten (a fresh output another source made must fail this item, not count as done)."""
         listing = self._listed_outputs
-        if listing is not None and listing.covers(bucket, key):
-            listed = listing.head(key)
-            if listed is None:
-                return None
-            if not self._outputs_carry_owner and _batch.cos_output_fresh(self.hook, listed, item) is not None:
-                return listed
+        if listing is not None and listing.covers(bucket, key) and listing.head(key) is None:
+            return None
         head = self.hook.head_object(bucket, key)
         _batch.check_output_owner(param, key, head, item)
         return head
@@ -270,11 +267,6 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
 
     def _local_output_templates(self) -> list[str]:
         return []
-
-    @property
-    def _outputs_carry_owner(self) -> bool:
-        """Outputs are written by the provider itself with ``x-cos-meta-source`` (their owner must be HEADed)."""
-        return True
 
     def _manifest_place(self, context: Context) -> ManifestPlace | None:
         ti = context["ti"]

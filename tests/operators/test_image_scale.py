@@ -143,8 +143,9 @@ def test_a_rerun_lists_the_outputs_once_and_redoes_only_a_changed_source(tencent
     dr = run_dag(dag, logical_date=START)
     assert state(dr, "process") == "success"
     assert emu.stats.count(operation="ListObjects") == (n // 1000 + 1) + (n // 1000 + 1)  # sources + outputs
-    assert emu.stats.count(operation="HeadObject") == 0
-    assert sum(paid(emu).values()) == 0
+    # A listing carries no x-cos-meta-source: each output it found is HEADed for its owner before it is skipped.
+    assert emu.stats.count(operation="HeadObject") == n
+    assert sum(paid(emu).values()) == 0 and emu.stats.count(operation="CopyObject") == 0
     docs = xcom(dr, "process")
     assert {d["status"] for d in docs} == {"skipped"}
     assert all(d["etag"] and d["size"] for d in docs)
@@ -155,8 +156,8 @@ def test_a_rerun_lists_the_outputs_once_and_redoes_only_a_changed_source(tencent
     dr = run_dag(dag, logical_date=START)
     assert [d["source_key"] for d in xcom(dr, "process") if d["status"] == "processed"] == [keys[17]]
     assert paid(emu)["ImageProcess"] == 1
-    # The one output about to be overwritten is HEADed (its owner is checked); the others are not.
-    assert emu.stats.count(operation="HeadObject") == 1
+    assert emu.stats.count(operation="HeadObject") == n  # every existing output, for its owner
+    assert emu.stats.count(operation="CopyObject") == 1  # the one output made again is tagged with its source
 
 
 def test_a_large_batch_returns_a_small_summary_and_writes_the_manifest(tencent_conn: Any) -> None:
@@ -206,7 +207,7 @@ def test_a_large_batch_returns_a_small_summary_and_writes_the_manifest(tencent_c
     dr = run_dag(dag, logical_date=START)
     rerun = xcom(dr, "process")
     assert rerun["total"] == n and rerun["processed"] == 0
-    assert emu.stats.count(operation="HeadObject") == 0 and sum(paid(emu).values()) == 0
+    assert emu.stats.count(operation="HeadObject") == n and sum(paid(emu).values()) == 0
 
 
 def test_the_summary_names_the_first_failures_within_its_size_bound() -> None:
@@ -226,10 +227,12 @@ def test_the_summary_names_the_first_failures_within_its_size_bound() -> None:
         collector.close()
 
 
-def test_provider_written_outputs_are_headed_only_when_they_exist(tencent_conn: Any, tmp_path: Any) -> None:
-    """Download mode to COS writes x-cos-meta-source, which a listing does not carry: a large batch's first run
-    HEADs nothing (the listing says no output exists), its rerun HEADs each existing output for its owner, and an
-    output recorded as another source's fails that item instead of being skipped."""
+@pytest.mark.parametrize(("mode", "paid_op"), [("download", "CIProcess"), ("cloud", "ImageProcess")])
+def test_outputs_are_headed_only_when_they_exist(tencent_conn: Any, mode: str, paid_op: str) -> None:
+    """Every COS output carries x-cos-meta-source (download mode writes it with the object, cloud mode tags what CI
+    wrote), which a listing does not carry: a large batch's first run HEADs nothing (the listing says no output
+    exists), its rerun HEADs each existing output for its owner, and an output recorded as another source's fails
+    that item instead of being skipped."""
     emu = tencent_conn
     n = PLANNED_BATCH_MAX_ITEMS + 10
     keys = _put_many(emu, "own/", n)
@@ -238,7 +241,7 @@ def test_provider_written_outputs_are_headed_only_when_they_exist(tencent_conn: 
         with _dag("scale_owner") as dag:
             PortraitMattingOperator(
                 task_id="process",
-                mode="download",
+                mode=mode,
                 bucket=BUCKET,
                 source_prefix="own/",
                 output_key="own-out/{stem}.png",
@@ -248,7 +251,9 @@ def test_provider_written_outputs_are_headed_only_when_they_exist(tencent_conn: 
         emu.stats.reset()
         run_dag(dag, logical_date=START)
         assert emu.stats.count(operation="HeadObject") == 0
-        assert paid(emu)["CIProcess"] == n
+        assert paid(emu)[paid_op] == n
+        owners = {emu.get_object(BUCKET, f"own-out/{k[4:-4]}.png").metadata.get("source") for k in keys[:5]}
+        assert owners == {f"cos://{BUCKET}/{k}" for k in keys[:5]}
         for key in keys:
             record = emu.store.get(BUCKET, key)
             record.last_modified = record.last_modified - timedelta(minutes=2)
