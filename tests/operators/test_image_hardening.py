@@ -24,7 +24,8 @@ from airflow_provider_tencent_ci.operators import _batch
 from airflow_provider_tencent_ci.operators.bda import SegmentPortraitPartsOperator, prepare_image
 from airflow_provider_tencent_ci.operators.ci_image import PortraitMattingOperator
 from tests.conftest import run_dag
-from tests.operators.image_support import BUCKET, START, paid, state, subject_png
+from tests.hooks.conftest import FAST_RETRY, set_conn
+from tests.operators.image_support import BUCKET, START, paid, state, subject_png, xcom
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -353,3 +354,34 @@ def test_an_output_replaced_before_it_is_tagged_fails_the_item(
     out, err = capfd.readouterr()
     by = f"by the output of {other}" if tagged else "by another writer"
     assert f"was replaced {by} after CI wrote the output of {sources[0]}" in out + err
+
+
+def test_a_tag_that_keeps_failing_is_reported_and_never_paid_again(
+    tencent_conn: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A throttled or failing tag (after the hook's retries) leaves a correct result without its owner: the item
+    stays processed and says so, and the batch runner does not re-queue it (which would pay again)."""
+    emu = tencent_conn
+    _colliding_sources(emu, "cloud", tmp_path)
+    cred = emu.credential()
+    extras = {**emu.connection_extras(), **FAST_RETRY}
+    conn_id = set_conn(monkeypatch, "tc_fast", cred.secret_id, cred.secret_key, extras)
+    emu.set_faults({"seed": 1, "per_operation": {"CopyObject": {"error_rate": 1.0, "errors": ["throttle"]}}})
+    try:
+        with DAG("hardening_tag_throttled", schedule=None, start_date=START) as dag:
+            PortraitMattingOperator(
+                task_id="t",
+                bucket=BUCKET,
+                source_keys=["a/x.png", "b/x.png"],
+                output_key="tag/{dir}-{stem}.png",
+                tencentcloud_conn_id=conn_id,
+            )
+        dr = run_dag(dag, logical_date=START)
+    finally:
+        emu.set_faults(None)
+    assert state(dr, "t") == "success"
+    docs = xcom(dr, "t")
+    assert [(d["status"], d.get("source_tagged")) for d in docs] == [("processed", False)] * 2
+    assert paid(emu)["ImageProcess"] == 2
+    assert emu.stats.count(operation="CopyObject") == 2 * FAST_RETRY["max_attempts"]
+    assert [emu.get_object(BUCKET, f"tag/{d}-x.png").metadata for d in ("a", "b")] == [{}, {}]
