@@ -17,10 +17,17 @@ Modes (``constants.ImageMode``):
 ``if_exists="skip"`` (the default for batches) an output that exists and is not older than its source is not
 paid for again.
 
+Ownership: every COS output records its source in ``x-cos-meta-source``. Download mode writes it with the object;
+in cloud and upload mode CI writes the result, so it is tagged right after by a copy onto itself conditional on
+the ETag CI reported (:meth:`BaseCIImageOperator._tag_output`). An existing output made from another source fails
+the item before the paid call (README "Outputs never overwrite their sources or each other", with what remains
+undetected).
+
 XCom: one document per item (a dict for one source, a list for a batch of at most ``ITEM_DOCS_MAX_ITEMS``):
 ``source``, ``status`` (``processed``/``skipped``/``failed``), ``output_bucket``/``output_key``/``location`` or
-``output_path``, ``etag``, ``size``, ``request_id``. Never image bytes. A larger batch returns a summary and writes
-the documents to a JSON-lines manifest beside the outputs (:mod:`._manifest`).
+``output_path``, ``etag``, ``size``, ``request_id`` (and ``source_tagged: false`` when the tag of a result kept
+failing). Never image bytes. A larger batch returns a summary and writes the documents to a JSON-lines manifest
+beside the outputs (:mod:`._manifest`).
 """
 
 from __future__ import annotations
@@ -206,7 +213,7 @@ class BaseCIImageOperator(ImageOperatorBase):
         between CI's write and this tag, so this item's result is gone: the item fails naming both sources (final:
         rerunning would pay again for an output the other source keeps taking). A transient failure of the tag
         (after the hook's retries) leaves a correct but untagged output: logged, the item stays processed (never
-        re-queued: that would pay twice)."""
+        re-queued: that would pay twice). Without a reported ETag the tag is unconditional."""
         try:
             self.hook.replace_metadata(
                 bucket, key, self._source_metadata(item), content_type=_result_content_type(key), if_match=etag
