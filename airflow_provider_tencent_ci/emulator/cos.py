@@ -115,10 +115,11 @@ async def delete_object(state: EmulatorState, req: EmuRequest) -> EmuResponse:
 
 
 def _parse_copy_source(value: str) -> tuple[str, str]:
-    src = unquote(value.strip())
-    src = re.sub(r"^https?://", "", src)
-    host, _, key = src.partition("/")
-    key = key.split("?versionId=", 1)[0]
+    # The key is percent-encoded (the SDK's format_path): a "?" in it arrives as %3F, so the versionId query is
+    # split off before decoding.
+    src = re.sub(r"^https?://", "", value.strip()).split("?versionId=", 1)[0]
+    host, _, raw_key = src.partition("/")
+    key = unquote(raw_key)
     bucket = cos_bucket_of_host(host)
     if not bucket or not key:
         raise CosError(400, "InvalidArgument", "x-cos-copy-source is invalid.")

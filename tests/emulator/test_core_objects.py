@@ -257,3 +257,19 @@ def test_copy_if_match_fails_once_the_object_was_replaced(emu: Emulator, cos: An
     assert failed.value.get_status_code() == 412
     assert "source" not in emu.get_object(BUCKET, "raced.png").metadata
     assert emu.stats.count(operation="CopyObject", ok=False) == 1
+
+
+@pytest.mark.parametrize("key", ["out/a b+c%2F.png", "out/q?versionId=1#x.png", "out/é 图.png"])
+def test_copy_onto_itself_with_awkward_keys(emu: Emulator, cos: Any, key: str) -> None:
+    """The copy source is the percent-encoded key (the SDK's format_path): '?', '#', '%', '+' and unicode survive."""
+    etag = cos.put_object(Bucket=BUCKET, Key=key, Body=b"data")["ETag"]
+    cos.copy_object(
+        Bucket=BUCKET,
+        Key=key,
+        CopySource={"Bucket": BUCKET, "Key": key, "Region": emu.region},
+        CopyStatus="Replaced",
+        CopySourceIfMatch=etag,
+        Metadata={"x-cos-meta-source": "tagged"},
+    )
+    assert emu.get_object(BUCKET, key).metadata == {"source": "tagged"}
+    assert emu.list_keys(BUCKET, "out/") == [key]
