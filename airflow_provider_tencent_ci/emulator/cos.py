@@ -34,7 +34,8 @@ def _require(state: EmulatorState, bucket: str, key: str) -> ObjectRecord:
     return rec
 
 
-def _user_metadata(headers: dict[str, str]) -> dict[str, str]:
+def user_metadata(headers: dict[str, str]) -> dict[str, str]:
+    """The request's ``x-cos-meta-*`` headers as stored metadata (the name without the prefix)."""
     return {k[len("x-cos-meta-") :]: v for k, v in headers.items() if k.startswith("x-cos-meta-")}
 
 
@@ -50,7 +51,7 @@ async def put_object(state: EmulatorState, req: EmuRequest) -> EmuResponse:
             raise CosError(400, "InvalidDigest", "The Content-MD5 you specified is not valid.") from None
         if given != hashlib.md5(req.body).digest():
             raise CosError(400, "BadDigest", "The Content-MD5 you specified did not match what was received.")
-    rec = state.store.put(req.bucket, req.key, req.body, req.headers.get("content-type"), _user_metadata(req.headers))
+    rec = state.store.put(req.bucket, req.key, req.body, req.headers.get("content-type"), user_metadata(req.headers))
     return EmuResponse(200, b"", {"ETag": rec.etag}, content_type="")
 
 
@@ -180,7 +181,7 @@ async def copy_object(state: EmulatorState, req: EmuRequest) -> EmuResponse:
         content_type, metadata = src.content_type, dict(src.metadata)
     else:
         content_type = req.headers.get("content-type", src.content_type)
-        metadata = _user_metadata(req.headers)
+        metadata = user_metadata(req.headers)
     rec = state.store.put(req.bucket, req.key, src.data, content_type, metadata)
     body = to_xml(
         "CopyObjectResult",

@@ -99,7 +99,7 @@ class CosObjectsHook(CosClientHook):
         if content_type:
             kwargs["ContentType"] = content_type
         if metadata:
-            kwargs["Metadata"] = _meta_headers(metadata)
+            kwargs["Metadata"] = meta_headers(metadata)
         start = rewind_point(body)
 
         def once() -> dict[str, Any]:
@@ -205,7 +205,7 @@ class CosObjectsHook(CosClientHook):
         """
         bucket = self.bucket_name(bucket)
         check_non_empty_str("key", key)
-        kwargs: dict[str, Any] = {"Metadata": _meta_headers(metadata)}
+        kwargs: dict[str, Any] = {"Metadata": meta_headers(metadata)}
         if content_type:
             kwargs["ContentType"] = content_type
         if if_match:
@@ -220,6 +220,6 @@ class CosObjectsHook(CosClientHook):
         return self._copy_result(data)
 
 
-def _meta_headers(metadata: Mapping[str, str]) -> dict[str, str]:
+def meta_headers(metadata: Mapping[str, str]) -> dict[str, str]:
     """User metadata as ``x-cos-meta-*`` headers (the SDK's ``Metadata`` argument)."""
     return {(k if k.lower().startswith("x-cos-meta-") else f"x-cos-meta-{k}"): str(v) for k, v in metadata.items()}

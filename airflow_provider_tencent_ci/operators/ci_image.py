@@ -188,7 +188,12 @@ class BaseCIImageOperator(ImageOperatorBase):
             upload_key = _batch.cos_key(_batch.fill_template(self.upload_key or "", item))
             bucket = self._full_bucket(self.bucket or "")
             ops = self._pic_operations(out_key)
-            result = self.hook.put_object_with_pic_operations(bucket, upload_key, item.path or "", ops)
+            # The original is an output too: one another source stored there fails the item before the upload
+            # (which is the paid call), and this one records its source with the object.
+            _batch.check_output_owner("upload_key", upload_key, self.hook.head_object(bucket, upload_key), item)
+            result = self.hook.put_object_with_pic_operations(
+                bucket, upload_key, item.path or "", ops, metadata=self._source_metadata(item)
+            )
             original = result.get("OriginalInfo") or {}
             doc.update(original_bucket=bucket, original_key=upload_key, original_etag=_strip_etag(original.get("ETag")))
         obj = _first_result(result)

@@ -385,3 +385,30 @@ def test_a_tag_that_keeps_failing_is_reported_and_never_paid_again(
     assert paid(emu)["ImageProcess"] == 2
     assert emu.stats.count(operation="CopyObject") == 2 * FAST_RETRY["max_attempts"]
     assert [emu.get_object(BUCKET, f"tag/{d}-x.png").metadata for d in ("a", "b")] == [{}, {}]
+
+
+def test_mapped_uploads_that_share_an_original_key_fail_naming_both_sources(
+    tencent_conn: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Upload mode's original is an output too: it records its source with the upload, and a second source mapped to
+    the same upload_key fails before its upload (the paid call) instead of replacing the first one's original."""
+    emu = tencent_conn
+    sources = _colliding_sources(emu, "upload", tmp_path)
+    with DAG("hardening_collide_original", schedule=None, start_date=START) as dag:
+        PortraitMattingOperator.partial(
+            task_id="t", retries=2, mode="upload", bucket=BUCKET, upload_key="orig/{name}"
+        ).expand_kwargs([{"source_path": p, "output_key": f"res/{i}.png"} for i, p in enumerate(sources)])
+    dr = run_dag(dag, logical_date=START)
+    states = [state(dr, "t", i) for i in range(2)]
+    assert sorted(states) == ["failed", "success"], states
+    winner, loser = (0, 1) if states[0] == "success" else (1, 0)
+    assert dr.get_task_instance("t", map_index=loser).try_number == 1
+    assert paid(emu)["PicOperationsUpload"] == 1
+    original = emu.get_object(BUCKET, "orig/x.png")
+    assert original.metadata == {"source": sources[winner]}
+    assert original.data == Path(sources[winner]).read_bytes()
+    assert emu.list_keys(BUCKET, "res/") == [f"res/{winner}.png"]
+    out, err = capfd.readouterr()
+    assert (
+        f"Invalid upload_key='orig/x.png': already holds the output of {sources[winner]}; {sources[loser]}" in out + err
+    )
