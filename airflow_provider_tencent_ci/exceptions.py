@@ -178,6 +178,11 @@ class TencentCloudNotFoundError(TencentCloudError):
     """The object, bucket or job does not exist."""
 
 
+class TencentCloudPreconditionFailedError(TencentCloudError):
+    """A conditional request's condition no longer holds (412 ``PreconditionFailed``, e.g. PUT Object - Copy's
+    ``x-cos-copy-source-If-Match``, cn 436/10881): the object changed since it was read; retrying cannot help."""
+
+
 class TencentCloudThrottlingError(TencentCloudError):
     """The service asked us to slow down (SlowDown, 503, RequestLimitExceeded*)."""
 
@@ -229,6 +234,8 @@ def classify(code: str | None, status_code: int | None) -> type[TencentCloudErro
         return TencentCloudServerError
     if code in NOT_FOUND_CODES or status_code == 404:
         return TencentCloudNotFoundError
+    if code == "PreconditionFailed" or status_code == 412:
+        return TencentCloudPreconditionFailedError
     if code in INVALID_REQUEST_CODES or (code or "").startswith(INVALID_REQUEST_PREFIXES):
         return TencentCloudInvalidRequestError
     return TencentCloudParameterError

@@ -23,7 +23,7 @@ from xml.sax.saxutils import escape
 
 from . import imaging
 from .core import CosError, EmuRequest, EmuResponse, read_own_object
-from .cos import check_key_length
+from .cos import check_key_length, user_metadata
 
 PORTRAIT_MATTING = "AIPortraitMatting"
 GOODS_MATTING = "GoodsMatting"
@@ -383,7 +383,7 @@ async def handle_pic_upload(state: Any, req: EmuRequest) -> EmuResponse:
     if ops.rules or ops.is_pic_info:
         _check_image(data)
     results = await _compute(state, data, ops)
-    metadata = {k: v for k, v in req.headers.items() if k.startswith("x-cos-meta-")}
+    metadata = user_metadata(req.headers)  # as PutObject stores it
     content_type = req.headers.get("content-type") or None
     rec = state.store.put(bucket, req.key, data, content_type=content_type, metadata=metadata)
     return _store_and_answer(state, req, bucket, req.key, data, rec.etag, ops, results)

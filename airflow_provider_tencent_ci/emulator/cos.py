@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote
 
 from .core import CosError, EmulatorState, EmuRequest, EmuResponse, cos_bucket_of_host
@@ -32,7 +34,8 @@ def _require(state: EmulatorState, bucket: str, key: str) -> ObjectRecord:
     return rec
 
 
-def _user_metadata(headers: dict[str, str]) -> dict[str, str]:
+def user_metadata(headers: dict[str, str]) -> dict[str, str]:
+    """The request's ``x-cos-meta-*`` headers as stored metadata (the name without the prefix)."""
     return {k[len("x-cos-meta-") :]: v for k, v in headers.items() if k.startswith("x-cos-meta-")}
 
 
@@ -48,7 +51,7 @@ async def put_object(state: EmulatorState, req: EmuRequest) -> EmuResponse:
             raise CosError(400, "InvalidDigest", "The Content-MD5 you specified is not valid.") from None
         if given != hashlib.md5(req.body).digest():
             raise CosError(400, "BadDigest", "The Content-MD5 you specified did not match what was received.")
-    rec = state.store.put(req.bucket, req.key, req.body, req.headers.get("content-type"), _user_metadata(req.headers))
+    rec = state.store.put(req.bucket, req.key, req.body, req.headers.get("content-type"), user_metadata(req.headers))
     return EmuResponse(200, b"", {"ETag": rec.etag}, content_type="")
 
 
@@ -113,14 +116,48 @@ async def delete_object(state: EmulatorState, req: EmuRequest) -> EmuResponse:
 
 
 def _parse_copy_source(value: str) -> tuple[str, str]:
-    src = unquote(value.strip())
-    src = re.sub(r"^https?://", "", src)
-    host, _, key = src.partition("/")
-    key = key.split("?versionId=", 1)[0]
+    # The key is percent-encoded (the SDK's format_path): a "?" in it arrives as %3F, so the versionId query is
+    # split off before decoding.
+    src = re.sub(r"^https?://", "", value.strip()).split("?versionId=", 1)[0]
+    host, _, raw_key = src.partition("/")
+    key = unquote(raw_key)
     bucket = cos_bucket_of_host(host)
     if not bucket or not key:
         raise CosError(400, "InvalidArgument", "x-cos-copy-source is invalid.")
     return bucket, key
+
+
+def _http_time(value: str) -> datetime | None:
+    """An HTTP date; None when it does not parse (HTTP: an invalid date is ignored, RFC 9110 13.1.3/13.1.4)."""
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _etag_matches(value: str, etag: str) -> bool:
+    tags = [t.strip().strip('"') for t in value.split(",")]
+    return "*" in tags or etag.strip('"') in tags
+
+
+def check_copy_conditions(headers: dict[str, str], src: ObjectRecord) -> None:
+    """PUT Object - Copy's conditions on the source (cn 436/10881): each one that does not hold answers 412
+    PreconditionFailed and copies nothing. If-Match / If-None-Match compare the ETag; the dates compare
+    Last-Modified at second precision (what HTTP dates carry)."""
+    modified = src.last_modified.replace(microsecond=0)
+    match = headers.get("x-cos-copy-source-if-match")
+    none_match = headers.get("x-cos-copy-source-if-none-match")
+    since = _http_time(headers.get("x-cos-copy-source-if-modified-since") or "")
+    unmodified = _http_time(headers.get("x-cos-copy-source-if-unmodified-since") or "")
+    failed = (
+        (match is not None and not _etag_matches(match, src.etag))
+        or (none_match is not None and _etag_matches(none_match, src.etag))
+        or (since is not None and not modified > since)
+        or (unmodified is not None and modified > unmodified)
+    )
+    if failed:
+        raise CosError(412, "PreconditionFailed", "At least one of the preconditions you specified did not hold.")
 
 
 async def copy_object(state: EmulatorState, req: EmuRequest) -> EmuResponse:
@@ -129,6 +166,7 @@ async def copy_object(state: EmulatorState, req: EmuRequest) -> EmuResponse:
     if not state.store.has_bucket(src_bucket):
         raise CosError(404, "NoSuchBucket", "The specified bucket does not exist.")
     src = _require(state, src_bucket, src_key)
+    check_copy_conditions(req.headers, src)
     directive = req.headers.get("x-cos-metadata-directive", "Copy")
     if directive not in ("Copy", "Replaced"):
         raise CosError(400, "InvalidArgument", "x-cos-metadata-directive must be Copy or Replaced.")
@@ -143,7 +181,7 @@ async def copy_object(state: EmulatorState, req: EmuRequest) -> EmuResponse:
         content_type, metadata = src.content_type, dict(src.metadata)
     else:
         content_type = req.headers.get("content-type", src.content_type)
-        metadata = _user_metadata(req.headers)
+        metadata = user_metadata(req.headers)
     rec = state.store.put(req.bucket, req.key, src.data, content_type, metadata)
     body = to_xml(
         "CopyObjectResult",

@@ -15,7 +15,7 @@ from qcloud_cos.cos_comm import format_values
 
 from airflow_provider_tencent_ci.common.xml import as_list, parse_xml
 from airflow_provider_tencent_ci.hooks.cos_base import CosClientHook
-from airflow_provider_tencent_ci.hooks.cos_objects import rewind_point
+from airflow_provider_tencent_ci.hooks.cos_objects import meta_headers, rewind_point
 from airflow_provider_tencent_ci.validation import check_non_empty_str
 
 # Leading bytes of the image formats CI reads (the formats the seed docs list), checked before the file name.
@@ -162,21 +162,26 @@ class CIImageHook(CosClientHook):
         key: str,
         body_or_path: bytes | str | os.PathLike[str] | BinaryIO,
         pic_operations: Mapping[str, Any],
+        metadata: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """PUT with a ``Pic-Operations`` header (upload mode). ``str``/path arguments name a local file.
 
         The PUT carries the source image's Content-Type (CI common headers, cn 460/42865: required for a PUT
-        with a body), found from the image's leading bytes, else from the file name or key.
+        with a body), found from the image's leading bytes, else from the file name or key. ``metadata`` becomes the
+        original's ``x-cos-meta-*`` (CI's results are written without it).
         """
         bucket = self.bucket_name(bucket)
         check_non_empty_str("key", key)
         ops = json.dumps(pic_operations, separators=(",", ":"))
+        meta = {"Metadata": meta_headers(metadata)} if metadata else {}
         if isinstance(body_or_path, (str, os.PathLike)):
             with open(body_or_path, "rb") as fp:
-                return self._pic_put(bucket, key, fp, ops, os.fspath(body_or_path))
-        return self._pic_put(bucket, key, body_or_path, ops, key)
+                return self._pic_put(bucket, key, fp, ops, os.fspath(body_or_path), meta)
+        return self._pic_put(bucket, key, body_or_path, ops, key, meta)
 
-    def _pic_put(self, bucket: str, key: str, body: bytes | BinaryIO, ops: str, name: str) -> dict[str, Any]:
+    def _pic_put(
+        self, bucket: str, key: str, body: bytes | BinaryIO, ops: str, name: str, meta: Mapping[str, Any]
+    ) -> dict[str, Any]:
         start = rewind_point(body)
         content_type = image_content_type(name, _peek(body))
 
@@ -184,7 +189,7 @@ class CIImageHook(CosClientHook):
             if start is not None:
                 body.seek(start)  # type: ignore[union-attr]
             headers, data = self.get_conn().ci_put_object(
-                Bucket=bucket, Body=body, Key=key, PicOperations=ops, ContentType=content_type
+                Bucket=bucket, Body=body, Key=key, PicOperations=ops, ContentType=content_type, **meta
             )
             return normalise_upload_result(headers, data)
 

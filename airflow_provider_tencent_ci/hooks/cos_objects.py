@@ -1,4 +1,4 @@
-"""COS object calls (head, get, download, put, upload, list, delete, copy) on cos-python-sdk-v5."""
+"""COS object calls (head, get, download, put, upload, list, delete, copy, metadata) on cos-python-sdk-v5."""
 
 from __future__ import annotations
 
@@ -99,9 +99,7 @@ class CosObjectsHook(CosClientHook):
         if content_type:
             kwargs["ContentType"] = content_type
         if metadata:
-            kwargs["Metadata"] = {
-                (k if k.lower().startswith("x-cos-meta-") else f"x-cos-meta-{k}"): str(v) for k, v in metadata.items()
-            }
+            kwargs["Metadata"] = meta_headers(metadata)
         start = rewind_point(body)
 
         def once() -> dict[str, Any]:
@@ -159,23 +157,69 @@ class CosObjectsHook(CosClientHook):
         check_non_empty_str("key", key)
         self._call("DeleteObject", lambda: self.get_conn().delete_object(Bucket=bucket, Key=key))
 
-    def copy_object(self, src_bucket: str, src_key: str, dest_bucket: str, dest_key: str) -> dict[str, Any]:
-        src_bucket = self.bucket_name(src_bucket)
-        dest_bucket = self.bucket_name(dest_bucket)
-        check_non_empty_str("src_key", src_key)
-        check_non_empty_str("dest_key", dest_key)
-        source: dict[str, str] = {"Bucket": src_bucket, "Key": src_key}
+    def _copy_source(self, bucket: str, key: str) -> dict[str, str]:
+        source: dict[str, str] = {"Bucket": bucket, "Key": key}
         if self.config.cos_endpoint:
             source["Endpoint"] = self.config.cos_endpoint
         else:
             source["Region"] = self.require_region()
-        data = self._call(
-            "CopyObject",
-            lambda: self.get_conn().copy_object(Bucket=dest_bucket, Key=dest_key, CopySource=source),
-        )
+        return source
+
+    @staticmethod
+    def _copy_result(data: Mapping[str, Any]) -> dict[str, Any]:
         lower = {k.lower(): v for k, v in data.items() if isinstance(k, str)}
         return {
             "ETag": data.get("ETag"),
             "LastModified": data.get("LastModified"),
             "RequestId": lower.get("x-cos-request-id"),
         }
+
+    def copy_object(self, src_bucket: str, src_key: str, dest_bucket: str, dest_key: str) -> dict[str, Any]:
+        src_bucket = self.bucket_name(src_bucket)
+        dest_bucket = self.bucket_name(dest_bucket)
+        check_non_empty_str("src_key", src_key)
+        check_non_empty_str("dest_key", dest_key)
+        source = self._copy_source(src_bucket, src_key)
+        data = self._call(
+            "CopyObject",
+            lambda: self.get_conn().copy_object(Bucket=dest_bucket, Key=dest_key, CopySource=source),
+        )
+        return self._copy_result(data)
+
+    def replace_metadata(
+        self,
+        bucket: str,
+        key: str,
+        metadata: Mapping[str, str],
+        *,
+        content_type: str | None = None,
+        if_match: str | None = None,
+    ) -> dict[str, Any]:
+        """Replace an object's user metadata by copying it onto itself (PUT Object - Copy, cn 436/10881).
+
+        The doc: a copy onto itself must say ``x-cos-metadata-directive: Replaced`` (the request's headers become
+        the object's metadata, Content-Type included, so it is sent again when known); with
+        ``x-cos-copy-source-If-Match`` the copy happens only while the object's ETag is ``if_match``, else 412
+        (raised as :class:`TencentCloudPreconditionFailedError`: the object was replaced since that ETag was seen).
+        The bytes are unchanged, so a retried copy that had already succeeded still matches its ETag.
+        """
+        bucket = self.bucket_name(bucket)
+        check_non_empty_str("key", key)
+        kwargs: dict[str, Any] = {"Metadata": meta_headers(metadata)}
+        if content_type:
+            kwargs["ContentType"] = content_type
+        if if_match:
+            kwargs["CopySourceIfMatch"] = '"' + if_match.strip('"') + '"'
+        source = self._copy_source(bucket, key)
+        data = self._call(
+            "CopyObject",
+            lambda: self.get_conn().copy_object(
+                Bucket=bucket, Key=key, CopySource=source, CopyStatus="Replaced", **kwargs
+            ),
+        )
+        return self._copy_result(data)
+
+
+def meta_headers(metadata: Mapping[str, str]) -> dict[str, str]:
+    """User metadata as ``x-cos-meta-*`` headers (the SDK's ``Metadata`` argument)."""
+    return {(k if k.lower().startswith("x-cos-meta-") else f"x-cos-meta-{k}"): str(v) for k, v in metadata.items()}

@@ -253,11 +253,17 @@ def source_tag(item: SourceItem) -> str:
     return quote(item.label, safe=":/")
 
 
+def output_owner(head: dict[str, Any] | None) -> str | None:
+    """The source an existing output records (its ``x-cos-meta-source``, decoded), None when untagged or absent."""
+    owner = (head or {}).get(f"x-cos-meta-{OUTPUT_SOURCE_METADATA}")
+    return unquote(owner) if owner else None
+
+
 def check_output_owner(param: str, key: str, head: dict[str, Any] | None, item: SourceItem) -> None:
     """An existing output recorded as made from another source fails the item, naming both sources."""
-    owner = (head or {}).get(f"x-cos-meta-{OUTPUT_SOURCE_METADATA}")
-    if owner and owner != source_tag(item):
-        rule = f"already holds the output of {unquote(owner)}; {item.label} maps to the same output"
+    owner = output_owner(head)
+    if owner and owner != item.label:
+        rule = f"already holds the output of {owner}; {item.label} maps to the same output"
         raise ParameterValidationError(param, key, rule)
 
 

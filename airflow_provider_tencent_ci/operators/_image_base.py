@@ -6,17 +6,18 @@ JSON document). ``execute`` does the rest: validate the rendered values, plan (a
 the sources and each other as the service will store them, no paid request yet), run the items (one in the task
 thread, many on the bounded pool), persist the console link, record lineage, and fail after every item was tried
 unless ``continue_on_error``. Subclasses that can stream or list their outputs also describe them
-(:meth:`_streams_listing`, :meth:`_cos_output_prefixes`, :meth:`_local_output_templates`, ``_outputs_carry_owner``)
+(:meth:`_streams_listing`, :meth:`_cos_output_prefixes`, :meth:`_local_output_templates`)
 for large batches: see README "Image operators" and :mod:`._manifest`.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from itertools import chain, islice
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -37,8 +38,11 @@ from airflow_provider_tencent_ci.operators._manifest import (
     PLANNED_BATCH_MAX_ITEMS,
     BatchCollector,
     ManifestPlace,
+    PreviousOutputs,
     manifest_key,
     manifest_root,
+    recorded_outputs,
+    task_manifests,
 )
 from airflow_provider_tencent_ci.operators.base import CI_HOOK, TencentCloudBaseOperator, openlineage_facets
 from airflow_provider_tencent_ci.params import ParamSpec, Values
@@ -128,6 +132,7 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
         self._lineage_in: list[tuple[str, str]] = []
         self._lineage_out: list[tuple[str, str]] = []
         self._listed_outputs: _batch.OutputListing | None = None
+        self._previous_outputs: PreviousOutputs | None = None
 
     # -- buckets and places -----------------------------------------------------------------------------------
     def _full_bucket(self, bucket: str) -> str:
@@ -174,16 +179,17 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
     def _existing_output(self, param: str, bucket: str, key: str, item: SourceItem) -> dict[str, Any] | None:
         """A COS output's headers before the paid call; one recorded as another source's fails this item.
 
-        In a large batch the rerun listing answers: an output it does not hold does not exist (no HEAD); one it
-        holds is reused as listed when its owner cannot be another source (CI-written outputs carry no owner) and it
-        is fresh. Otherwise (an owner to check, or an output about to be overwritten) the output is HEADed."""
+        Every COS output carries its source in ``x-cos-meta-source`` (written with the object, or, for an object CI
+        writes, tagged right after). In a large batch the rerun listing answers "does not exist" without a HEAD;
+        a listing carries no metadata, so an output it holds is HEADed for its owner before it is skipped or
+        overwritten (a fresh output another source made must fail this item, not count as done)."""
         listing = self._listed_outputs
         known, listed = listing.lookup(bucket, key) if listing is not None else (False, None)
-        if known:
-            if listed is None:
-                return None
-            if not self._outputs_carry_owner and _batch.cos_output_fresh(self.hook, listed, item) is not None:
-                return listed
+        if known and listed is None:
+            return None
+        previous = self._previous_outputs
+        if known and previous is not None and previous.vouches(bucket, key, (listed or {}).get("ETag"), item.label):
+            return listed  # this task's own output, as its last manifest recorded it: no HEAD for the owner
         head = self.hook.head_object(bucket, key)
         _batch.check_output_owner(param, key, head, item)
         return head
@@ -270,11 +276,6 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
 
     def _local_output_templates(self) -> list[str]:
         return []
-
-    @property
-    def _outputs_carry_owner(self) -> bool:
-        """Outputs are written by the provider itself with ``x-cos-meta-source`` (their owner must be HEADed)."""
-        return True
 
     def _manifest_place(self, context: Context) -> ManifestPlace | None:
         ti = context["ti"]
@@ -375,8 +376,9 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
             return []
         self._warm_up()
         limit = int(self._checked.get("max_concurrency", IMAGE_MAX_CONCURRENCY_DEFAULT))
-        if large:  # one listing instead of a HEAD per output: only outputs that exist are HEADed (owner, freshness)
+        if large:  # one listing instead of a HEAD per output; this task's last manifest vouches for its outputs
             self._listed_outputs = self._list_outputs()  # filled while the items run
+            self._previous_outputs = self._previous_manifest(context)
         process = self._process_unique(set(), threading.Lock()) if streamed else self._process
         count = f"{len(items)}" if isinstance(items, list) else "the listed"
         self.log.info("Processing %s images, at most %d at once", count, limit)
@@ -394,7 +396,8 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
                         self.log.warning("Could not write the manifest of the %d items done: %s", collector.total, exc)
                 raise
             docs = collector.item_docs()
-            place = self._write_manifest(context, collector) if docs is None else None
+            # A large batch always writes its manifest: its rerun's proof of which listed outputs are its own.
+            place = self._write_manifest(context, collector) if docs is None or large else None
             summary: dict[str, Any] = {
                 **collector.counts,
                 "total": collector.total,
@@ -426,6 +429,7 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
             if self._listed_outputs is not None:
                 self._listed_outputs.close()
             self._listed_outputs = None
+            self._previous_outputs = None
 
     def _list_outputs(self) -> _batch.OutputListing | None:
         """One listing of the output prefixes (in the output bucket) for a rerun's "already done" check."""
@@ -435,6 +439,35 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
         bucket = outs[0][0]
         listing = _batch.OutputListing(bucket, [p for b, p in outs if b == bucket])
         return listing.start(self.hook, page_size=self.list_page_size)
+
+    def _previous_manifest(self, context: Context) -> PreviousOutputs | None:
+        """The outputs this task's newest earlier manifest in COS records (read on a thread as the batch starts)."""
+        place = self._manifest_place(context)
+        if place is None or place.kind != "cos" or place.bucket is None:
+            return None
+        bucket = place.bucket
+        ti = context["ti"]
+        folder = _folder(next(p for b, p in self._cos_output_prefixes() if b == bucket))
+        prefix, matches = task_manifests(folder, self.dag_id, self.task_id, getattr(ti, "map_index", None))
+
+        def load() -> dict[tuple[str, str], tuple[str, str]]:
+            try:
+                mine = [o for o in self.hook.list_objects(bucket, prefix=prefix) if matches(o["Key"])]
+                if not mine:
+                    return {}
+                newest = max(mine, key=lambda o: o.get("LastModified") or datetime.min.replace(tzinfo=timezone.utc))
+                with tempfile.TemporaryDirectory(prefix="tencent-ci-manifest-") as tmp:
+                    path = os.path.join(tmp, "manifest.jsonl")
+                    self.hook.download_file(bucket, newest["Key"], path)
+                    with open(path, "rb") as fh:
+                        outputs = recorded_outputs(fh)
+                self.log.info("Rerun: %d outputs recorded by %s", len(outputs), f"cos://{bucket}/{newest['Key']}")
+                return outputs
+            except Exception as exc:  # the manifest only saves requests: each listed output is HEADed instead
+                self.log.warning("Could not read this task's last manifest (%s); existing outputs are HEADed", exc)
+                return {}
+
+        return PreviousOutputs(load)
 
     def _write_manifest(self, context: Context, collector: BatchCollector) -> ManifestPlace | None:
         place = self._manifest_place(context)

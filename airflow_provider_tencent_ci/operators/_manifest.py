@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +37,69 @@ def manifest_key(folder: str, dag_id: str, task_id: str, run_id: str, map_index:
     root = manifest_root(folder)
     mapped = f"/{map_index}" if map_index is not None and map_index >= 0 else ""
     return f"{root}{dag_id}/{task_id}/{run_id}{mapped}.jsonl"
+
+
+def task_manifests(folder: str, dag_id: str, task_id: str, map_index: int | None) -> tuple[str, Callable[[str], bool]]:
+    """(prefix, matches): where every manifest of this task lives (all its runs), and which keys under it are this
+    map index's (the layout of :func:`manifest_key`)."""
+    prefix = f"{manifest_root(folder)}{dag_id}/{task_id}/"
+    mapped = map_index is not None and map_index >= 0
+
+    def matches(key: str) -> bool:
+        rest = key[len(prefix) :]
+        if not key.startswith(prefix) or not rest.endswith(".jsonl"):
+            return False
+        return rest.count("/") == 1 and rest.endswith(f"/{map_index}.jsonl") if mapped else "/" not in rest
+
+    return prefix, matches
+
+
+def recorded_outputs(lines: Iterable[bytes]) -> dict[tuple[str, str], tuple[str, str]]:
+    """(bucket, key) -> (ETag, source) of every COS output a manifest records as this task's (processed or skipped):
+    ``<role>_bucket`` / ``<role>_key`` / ``<role>_etag`` (``etag`` for ``output``), as the item documents hold them.
+    Lines that are not such documents are passed over."""
+    outputs: dict[tuple[str, str], tuple[str, str]] = {}
+    for line in lines:
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(doc, dict) or doc.get("status") not in ("processed", "skipped"):
+            continue
+        source = doc.get("source")
+        for name, key in doc.items():
+            role = name.removesuffix("_key")
+            if role == name or role == "source" or not isinstance(key, str):
+                continue
+            bucket = doc.get(f"{role}_bucket")
+            etag = doc.get(f"{role}_etag") or (doc.get("etag") if role == "output" else None)
+            if isinstance(bucket, str) and isinstance(etag, str) and isinstance(source, str):
+                outputs[(bucket, key)] = (etag.strip('"'), source)
+    return outputs
+
+
+class PreviousOutputs:
+    """What this task's newest earlier manifest (same map index, any run) records: a large batch's rerun proof that
+    an output its listing holds is its own, without a HEAD for the output's ``x-cos-meta-source`` (a listing does
+    not carry metadata). Read on a thread from the start of the batch, beside the output listing; an output it does
+    not vouch for (not recorded, another ETag, another source) is HEADed as before. The same bytes under another
+    owner pass the ETag check: then nothing is lost."""
+
+    def __init__(self, load: Callable[[], dict[tuple[str, str], tuple[str, str]]]) -> None:
+        self._outputs: dict[tuple[str, str], tuple[str, str]] = {}
+        self._loaded = threading.Event()
+
+        def run() -> None:
+            try:
+                self._outputs = load()
+            finally:
+                self._loaded.set()
+
+        threading.Thread(target=run, name="tencent-ci-previous-manifest", daemon=True).start()
+
+    def vouches(self, bucket: str, key: str, etag: str | None, source: str) -> bool:
+        self._loaded.wait()
+        return bool(etag) and self._outputs.get((bucket, key)) == (str(etag).strip('"'), source)
 
 
 def manifest_root(folder: str) -> str:

@@ -17,19 +17,32 @@ Modes (``constants.ImageMode``):
 ``if_exists="skip"`` (the default for batches) an output that exists and is not older than its source is not
 paid for again.
 
+Ownership: every COS output records its source in ``x-cos-meta-source``. Download mode writes it with the object;
+in cloud and upload mode CI writes the result, so it is tagged right after by a copy onto itself conditional on
+the ETag CI reported (:meth:`BaseCIImageOperator._tag_output`). An existing output made from another source fails
+the item before the paid call (README "Outputs never overwrite their sources or each other", with what remains
+undetected).
+
 XCom: one document per item (a dict for one source, a list for a batch of at most ``ITEM_DOCS_MAX_ITEMS``):
 ``source``, ``status`` (``processed``/``skipped``/``failed``), ``output_bucket``/``output_key``/``location`` or
-``output_path``, ``etag``, ``size``, ``request_id``. Never image bytes. A larger batch returns a summary and writes
-the documents to a JSON-lines manifest beside the outputs (:mod:`._manifest`).
+``output_path``, ``etag``, ``size``, ``request_id`` (and ``source_tagged: false`` when the tag of a result kept
+failing). Never image bytes. A larger batch returns a summary and writes the documents to a JSON-lines manifest
+beside the outputs (:mod:`._manifest`).
 """
 
 from __future__ import annotations
 
+import mimetypes
 import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from airflow_provider_tencent_ci.constants import CIProcess, ImageMode
+from airflow_provider_tencent_ci.exceptions import (
+    ParameterValidationError,
+    TencentCloudError,
+    TencentCloudPreconditionFailedError,
+)
 from airflow_provider_tencent_ci.operators import _batch
 from airflow_provider_tencent_ci.operators._batch import SourceItem
 from airflow_provider_tencent_ci.operators._image_base import ImageOperatorBase, Output
@@ -45,6 +58,12 @@ from airflow_provider_tencent_ci.params.image import (
 
 def _strip_etag(etag: Any) -> str | None:
     return str(etag).strip('"') if etag else None
+
+
+def _result_content_type(key: str) -> str | None:
+    """The Content-Type a copy with ``Replaced`` metadata must send again (cn 436/10881: the request's headers
+    become the object's): the type of the output key's extension, as the operator's users name their results."""
+    return mimetypes.guess_type(key)[0]
 
 
 def _first_result(upload_result: dict[str, Any]) -> dict[str, Any]:
@@ -130,11 +149,6 @@ class BaseCIImageOperator(ImageOperatorBase):
     def _local_output_templates(self) -> list[str]:
         return [self.output_path] if self.output_path is not None else []
 
-    @property
-    def _outputs_carry_owner(self) -> bool:
-        # Only download mode writes COS outputs itself (with x-cos-meta-source); CI writes the others.
-        return ImageMode(self.mode) == ImageMode.DOWNLOAD
-
     def _output_key(self, item: SourceItem) -> str:
         return _batch.fill_template(self.output_key or "", item)
 
@@ -174,19 +188,54 @@ class BaseCIImageOperator(ImageOperatorBase):
             upload_key = _batch.cos_key(_batch.fill_template(self.upload_key or "", item))
             bucket = self._full_bucket(self.bucket or "")
             ops = self._pic_operations(out_key)
-            result = self.hook.put_object_with_pic_operations(bucket, upload_key, item.path or "", ops)
+            # The original is an output too: one another source stored there fails the item before the upload
+            # (which is the paid call), and this one records its source with the object.
+            _batch.check_output_owner("upload_key", upload_key, self.hook.head_object(bucket, upload_key), item)
+            result = self.hook.put_object_with_pic_operations(
+                bucket, upload_key, item.path or "", ops, metadata=self._source_metadata(item)
+            )
             original = result.get("OriginalInfo") or {}
             doc.update(original_bucket=bucket, original_key=upload_key, original_etag=_strip_etag(original.get("ETag")))
         obj = _first_result(result)
         size = obj.get("Size")
+        etag = _strip_etag(obj.get("ETag"))
         doc.update(
             status="processed",
             location=obj.get("Location") or self._location(out_bucket, stored_key),
-            etag=_strip_etag(obj.get("ETag")),
+            etag=etag,
             size=int(size) if size not in (None, "") else None,
             request_id=result.get("RequestId"),
         )
+        self._tag_output(item, out_bucket, stored_key, etag, doc)
         return doc
+
+    def _tag_output(self, item: SourceItem, bucket: str, key: str, etag: str | None, doc: dict[str, Any]) -> None:
+        """Record the item as the owner of the output CI just wrote (CI writes it without user metadata).
+
+        A copy onto itself with ``x-cos-meta-source``, conditional on the ETag CI reported for the result
+        (``ProcessResults/Object/ETag``, shared/seeds/ci-ai-portrait-matting.txt "The content of the Object node";
+        PUT Object - Copy's ``x-cos-copy-source-If-Match``, cn 436/10881). 412: another writer replaced the output
+        between CI's write and this tag, so this item's result is gone: the item fails naming both sources (final:
+        rerunning would pay again for an output the other source keeps taking). A transient failure of the tag
+        (after the hook's retries) leaves a correct but untagged output: logged, the item stays processed (never
+        re-queued: that would pay twice). Without a reported ETag the tag is unconditional."""
+        try:
+            self.hook.replace_metadata(
+                bucket, key, self._source_metadata(item), content_type=_result_content_type(key), if_match=etag
+            )
+        except TencentCloudPreconditionFailedError as exc:
+            other = _batch.output_owner(self.hook.head_object(bucket, key))
+            by = f"by the output of {other}" if other else "by another writer"
+            rule = (
+                f"was replaced {by} after CI wrote the output of {item.label} (ETag {etag} expected when tagging it, "
+                f"{exc.operation} answered {exc.code or exc.status_code}); two sources map to the same output"
+            )
+            raise ParameterValidationError("output_key", key, rule) from exc
+        except TencentCloudError as exc:
+            if not exc.retryable:
+                raise
+            self.log.warning("Output %s of %s was written but not tagged with its source: %s", key, item.label, exc)
+            doc["source_tagged"] = False
 
     def _skipped(self, doc: dict[str, Any], head: dict[str, Any]) -> dict[str, Any]:
         size = head.get("Content-Length")

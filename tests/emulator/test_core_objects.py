@@ -188,3 +188,88 @@ def test_keys_longer_than_850_utf8_bytes_are_refused(emu: Emulator, cos: Any) ->
             CopySource={"Bucket": BUCKET, "Key": at_limit, "Region": "ap-guangzhou"},
         )
     assert copied.value.get_error_code() == "KeyTooLong"
+
+
+def test_copy_onto_itself_replaces_metadata_and_needs_the_replaced_directive(emu: Emulator, cos: Any) -> None:
+    """PUT Object - Copy (cn 436/10881): an object copied onto itself must say x-cos-metadata-directive: Replaced."""
+    put = cos.put_object(
+        Bucket=BUCKET, Key="self.png", Body=b"PNG", ContentType="image/png", Metadata={"x-cos-meta-a": "1"}
+    )
+    here = {"Bucket": BUCKET, "Key": "self.png", "Region": emu.region}
+    with pytest.raises(CosServiceError) as refused:
+        cos.copy_object(Bucket=BUCKET, Key="self.png", CopySource=here)  # directive Copy
+    assert refused.value.get_status_code() == 400
+    assert cos.head_object(Bucket=BUCKET, Key="self.png")["x-cos-meta-a"] == "1"  # unchanged
+    res = cos.copy_object(
+        Bucket=BUCKET,
+        Key="self.png",
+        CopySource=here,
+        CopyStatus="Replaced",
+        ContentType="image/png",
+        Metadata={"x-cos-meta-source": "cos://b/a.png"},
+    )
+    assert res["ETag"] == put["ETag"]  # the bytes, hence the ETag, are unchanged
+    head = cos.head_object(Bucket=BUCKET, Key="self.png")
+    assert head["x-cos-meta-source"] == "cos://b/a.png" and "x-cos-meta-a" not in head
+    assert head["Content-Type"] == "image/png"
+    assert _body(cos.get_object(Bucket=BUCKET, Key="self.png")) == b"PNG"
+
+
+@pytest.mark.parametrize(
+    ("condition", "holds", "fails"),
+    [
+        ("CopySourceIfMatch", "etag", '"0123456789abcdef0123456789abcdef"'),
+        ("CopySourceIfNoneMatch", '"0123456789abcdef0123456789abcdef"', "etag"),
+        ("CopySourceIfModifiedSince", "Mon, 01 Jan 2001 00:00:00 GMT", "Fri, 01 Jan 2100 00:00:00 GMT"),
+        ("CopySourceIfUnmodifiedSince", "Fri, 01 Jan 2100 00:00:00 GMT", "Mon, 01 Jan 2001 00:00:00 GMT"),
+    ],
+)
+def test_copy_source_conditions_answer_412(emu: Emulator, cos: Any, condition: str, holds: str, fails: str) -> None:
+    """Each x-cos-copy-source-If-* that does not hold answers 412 PreconditionFailed and copies nothing."""
+    etag = cos.put_object(Bucket=BUCKET, Key="cond.png", Body=b"v1")["ETag"]
+    src = {"Bucket": BUCKET, "Key": "cond.png", "Region": emu.region}
+
+    def copy(value: str, dest: str) -> dict[str, Any]:
+        value = etag if value == "etag" else value
+        return cos.copy_object(Bucket=BUCKET, Key=dest, CopySource=src, **{condition: value})
+
+    with pytest.raises(CosServiceError) as failed:
+        copy(fails, "dest-failed.png")
+    assert (failed.value.get_status_code(), failed.value.get_error_code()) == (412, "PreconditionFailed")
+    assert emu.get_object(BUCKET, "dest-failed.png") is None
+    copy(holds, "dest-ok.png")
+    assert emu.get_object(BUCKET, "dest-ok.png").data == b"v1"
+
+
+def test_copy_if_match_fails_once_the_object_was_replaced(emu: Emulator, cos: Any) -> None:
+    """The guard of a metadata update: the ETag read before is no longer the object's after another write."""
+    first = cos.put_object(Bucket=BUCKET, Key="raced.png", Body=b"writer A")["ETag"]
+    cos.put_object(Bucket=BUCKET, Key="raced.png", Body=b"writer B")
+    with pytest.raises(CosServiceError) as failed:
+        cos.copy_object(
+            Bucket=BUCKET,
+            Key="raced.png",
+            CopySource={"Bucket": BUCKET, "Key": "raced.png", "Region": emu.region},
+            CopyStatus="Replaced",
+            CopySourceIfMatch=first,
+            Metadata={"x-cos-meta-source": "A"},
+        )
+    assert failed.value.get_status_code() == 412
+    assert "source" not in emu.get_object(BUCKET, "raced.png").metadata
+    assert emu.stats.count(operation="CopyObject", ok=False) == 1
+
+
+@pytest.mark.parametrize("key", ["out/a b+c%2F.png", "out/q?versionId=1#x.png", "out/é 图.png"])
+def test_copy_onto_itself_with_awkward_keys(emu: Emulator, cos: Any, key: str) -> None:
+    """The copy source is the percent-encoded key (the SDK's format_path): '?', '#', '%', '+' and unicode survive."""
+    etag = cos.put_object(Bucket=BUCKET, Key=key, Body=b"data")["ETag"]
+    cos.copy_object(
+        Bucket=BUCKET,
+        Key=key,
+        CopySource={"Bucket": BUCKET, "Key": key, "Region": emu.region},
+        CopyStatus="Replaced",
+        CopySourceIfMatch=etag,
+        Metadata={"x-cos-meta-source": "tagged"},
+    )
+    assert emu.get_object(BUCKET, key).metadata == {"source": "tagged"}
+    assert emu.list_keys(BUCKET, "out/") == [key]

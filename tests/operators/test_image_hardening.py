@@ -24,7 +24,8 @@ from airflow_provider_tencent_ci.operators import _batch
 from airflow_provider_tencent_ci.operators.bda import SegmentPortraitPartsOperator, prepare_image
 from airflow_provider_tencent_ci.operators.ci_image import PortraitMattingOperator
 from tests.conftest import run_dag
-from tests.operators.image_support import BUCKET, START, paid, state, subject_png
+from tests.hooks.conftest import FAST_RETRY, set_conn
+from tests.operators.image_support import BUCKET, START, paid, state, subject_png, xcom
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -232,33 +233,182 @@ def test_auto_resize_applies_exif_orientation() -> None:
 
 
 # -- mapped instances never overwrite each other ---------------------------------------------------------------------
-@pytest.mark.parametrize("operator", ["bda", "download"])
+def _colliding_sources(emu: Any, mode: str, tmp_path: Path) -> list[str]:
+    """Two different images whose outputs map to one key (``{stem}`` is ``x`` for both); their labels."""
+    images = [subject_png(32, (200, 30, 30)), subject_png(32, (30, 30, 200))]
+    if mode == "upload":
+        paths = [tmp_path / folder / "x.png" for folder in ("a", "b")]
+        for path, image in zip(paths, images, strict=True):
+            path.parent.mkdir()
+            path.write_bytes(image)
+        return [str(p) for p in paths]
+    for key, image in zip(("a/x.png", "b/x.png"), images, strict=True):
+        emu.put_object(BUCKET, key, image)
+    return [f"cos://{BUCKET}/a/x.png", f"cos://{BUCKET}/b/x.png"]
+
+
+def _mapped_matting(mode: str, sources: list[str], output_key: str, **kwargs: Any) -> None:
+    """``PortraitMattingOperator.partial(output_key=...).expand(...)`` over the two sources, in ``mode``."""
+    common = {"task_id": "t", "retries": 2, "mode": mode, "bucket": BUCKET, "output_key": output_key, **kwargs}
+    if mode == "upload":  # the originals go to distinct keys; only the results collide
+        PortraitMattingOperator.partial(**common).expand_kwargs(
+            [{"source_path": path, "upload_key": f"up/{i}/x.png"} for i, path in enumerate(sources)]
+        )
+    else:
+        PortraitMattingOperator.partial(**common).expand(source_key=[s.split(f"{BUCKET}/", 1)[1] for s in sources])
+
+
+@pytest.mark.parametrize("operator", ["bda", "download", "cloud", "upload"])
 def test_mapped_instances_that_collide_fail_naming_both_sources(
-    tencent_conn: Any, operator: str, capfd: pytest.CaptureFixture[str]
+    tencent_conn: Any, operator: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
+    """Download mode and BDA write x-cos-meta-source with the object; in cloud and upload mode CI writes the result
+    and the operator tags it with its source right after. Either way the second instance finds the first one's
+    output, fails before paying, and names both sources."""
     emu = tencent_conn
-    emu.put_object(BUCKET, "a/x.png", subject_png(32, (200, 30, 30)))
-    emu.put_object(BUCKET, "b/x.png", subject_png(32, (30, 30, 200)))
+    sources = _colliding_sources(emu, operator, tmp_path)
     with DAG(f"hardening_collide_{operator}", schedule=None, start_date=START) as dag:
         if operator == "bda":
             SegmentPortraitPartsOperator.partial(
                 task_id="t", retries=2, parts=["Face"], bucket=BUCKET, portrait_output_key="collide/{stem}.png"
             ).expand(source_key=["a/x.png", "b/x.png"])
         else:
-            PortraitMattingOperator.partial(
-                task_id="t", retries=2, mode="download", bucket=BUCKET, output_key="collide/{stem}.png"
-            ).expand(source_key=["a/x.png", "b/x.png"])
+            _mapped_matting(operator, sources, "collide/{stem}.png")
     dr = run_dag(dag, logical_date=START)
     states = [state(dr, "t", i) for i in range(2)]
     assert sorted(states) == ["failed", "success"], states  # whichever ran first owns the output
     winner, loser = (0, 1) if states[0] == "success" else (1, 0)
-    sources = [f"cos://{BUCKET}/a/x.png", f"cos://{BUCKET}/b/x.png"]
     assert dr.get_task_instance("t", map_index=loser).try_number == 1
     assert sum(paid(emu).values()) == 1  # the second instance stopped before paying
-    assert emu.get_object(BUCKET, "collide/x.png").metadata.get("source") == sources[winner]
+    output = emu.get_object(BUCKET, "collide/x.png")
+    assert output.metadata.get("source") == sources[winner]
+    if operator in ("cloud", "upload"):
+        assert emu.stats.count(operation="CopyObject") == 1  # the tag of the winner's result
+        assert output.content_type == "image/png"
     out, err = capfd.readouterr()  # the failed instance's log names both sources
     assert f"already holds the output of {sources[winner]}; {sources[loser]} maps to" in out + err
 
+    kept = output.data
     dr = run_dag(dag, logical_date=START)  # a rerun redoes its own output, never the other's
     assert [state(dr, "t", i) for i in range(2)] == states
     assert emu.get_object(BUCKET, "collide/x.png").metadata.get("source") == sources[winner]
+    assert emu.get_object(BUCKET, "collide/x.png").data == kept  # the same source makes the same result
+
+
+@pytest.mark.parametrize("mode", ["cloud", "upload"])
+def test_mapped_instances_with_distinct_outputs_are_tagged_and_never_paid_twice(
+    tencent_conn: Any, mode: str, tmp_path: Path
+) -> None:
+    emu = tencent_conn
+    sources = _colliding_sources(emu, mode, tmp_path)
+    with DAG(f"hardening_distinct_{mode}", schedule=None, start_date=START) as dag:
+        _mapped_matting(mode, sources, "own/{stem}-{{ ti.map_index }}.png", if_exists="skip")
+    dr = run_dag(dag, logical_date=START)
+    assert [state(dr, "t", i) for i in range(2)] == ["success", "success"]
+    assert sum(paid(emu).values()) == 2 and emu.stats.count(operation="CopyObject") == 2
+    outputs = ["own/x-0.png", "own/x-1.png"]
+    assert sorted(emu.list_keys(BUCKET, "own/")) == outputs
+    assert [emu.get_object(BUCKET, key).metadata.get("source") for key in outputs] == sources
+
+    emu.stats.reset()
+    dr = run_dag(dag, logical_date=START)
+    assert [state(dr, "t", i) for i in range(2)] == ["success", "success"]
+    assert sum(paid(emu).values()) == 0 and emu.stats.count(operation="CopyObject") == 0
+    assert [emu.get_object(BUCKET, key).metadata.get("source") for key in outputs] == sources
+
+
+@pytest.mark.parametrize(("mode", "tagged"), [("cloud", True), ("cloud", False), ("upload", True)])
+def test_an_output_replaced_before_it_is_tagged_fails_the_item(
+    tencent_conn: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    mode: str,
+    tagged: bool,
+) -> None:
+    """The race the tag's If-Match closes: another writer replaces the result between CI's write and the tag (here
+    as soon as the emulator has stored CI's result). The item fails naming both, never reports success, and the
+    other writer's object is left as it is."""
+    emu = tencent_conn
+    sources = _colliding_sources(emu, mode, tmp_path)
+    other = f"cos://{BUCKET}/elsewhere/x.png"
+    record = emu.stats.record
+
+    def second_writer(operation: str, bucket: Any, ok: bool, *args: Any, **kwargs: Any) -> None:
+        if operation in ("ImageProcess", "PicOperationsUpload") and ok:  # CI's result is stored by now
+            metadata = {"source": other} if tagged else {}
+            emu.put_object(BUCKET, "race/x.png", b"the other writer's result", metadata=metadata)
+        record(operation, bucket, ok, *args, **kwargs)
+
+    monkeypatch.setattr(emu.stats, "record", second_writer)
+    where = {"source_path": sources[0], "upload_key": "up/x.png"} if mode == "upload" else {"source_key": "a/x.png"}
+    with DAG(f"hardening_race_{mode}_{tagged}", schedule=None, start_date=START) as dag:
+        PortraitMattingOperator(task_id="t", retries=2, mode=mode, bucket=BUCKET, output_key="race/{stem}.png", **where)
+    dr = run_dag(dag, logical_date=START)
+    assert state(dr, "t") == "failed"
+    assert dr.get_task_instance("t").try_number == 1  # final: a retry would pay again for a key two sources share
+    assert sum(paid(emu).values()) == 1
+    assert emu.stats.count(operation="CopyObject", ok=False) == 1 == emu.stats.errors(code="PreconditionFailed")
+    raced = emu.get_object(BUCKET, "race/x.png")
+    assert raced.data == b"the other writer's result" and raced.metadata.get("source") == (other if tagged else None)
+    out, err = capfd.readouterr()
+    by = f"by the output of {other}" if tagged else "by another writer"
+    assert f"was replaced {by} after CI wrote the output of {sources[0]}" in out + err
+
+
+def test_a_tag_that_keeps_failing_is_reported_and_never_paid_again(
+    tencent_conn: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A throttled or failing tag (after the hook's retries) leaves a correct result without its owner: the item
+    stays processed and says so, and the batch runner does not re-queue it (which would pay again)."""
+    emu = tencent_conn
+    _colliding_sources(emu, "cloud", tmp_path)
+    cred = emu.credential()
+    extras = {**emu.connection_extras(), **FAST_RETRY}
+    conn_id = set_conn(monkeypatch, "tc_fast", cred.secret_id, cred.secret_key, extras)
+    emu.set_faults({"seed": 1, "per_operation": {"CopyObject": {"error_rate": 1.0, "errors": ["throttle"]}}})
+    try:
+        with DAG("hardening_tag_throttled", schedule=None, start_date=START) as dag:
+            PortraitMattingOperator(
+                task_id="t",
+                bucket=BUCKET,
+                source_keys=["a/x.png", "b/x.png"],
+                output_key="tag/{dir}-{stem}.png",
+                tencentcloud_conn_id=conn_id,
+            )
+        dr = run_dag(dag, logical_date=START)
+    finally:
+        emu.set_faults(None)
+    assert state(dr, "t") == "success"
+    docs = xcom(dr, "t")
+    assert [(d["status"], d.get("source_tagged")) for d in docs] == [("processed", False)] * 2
+    assert paid(emu)["ImageProcess"] == 2
+    assert emu.stats.count(operation="CopyObject") == 2 * FAST_RETRY["max_attempts"]
+    assert [emu.get_object(BUCKET, f"tag/{d}-x.png").metadata for d in ("a", "b")] == [{}, {}]
+
+
+def test_mapped_uploads_that_share_an_original_key_fail_naming_both_sources(
+    tencent_conn: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Upload mode's original is an output too: it records its source with the upload, and a second source mapped to
+    the same upload_key fails before its upload (the paid call) instead of replacing the first one's original."""
+    emu = tencent_conn
+    sources = _colliding_sources(emu, "upload", tmp_path)
+    with DAG("hardening_collide_original", schedule=None, start_date=START) as dag:
+        PortraitMattingOperator.partial(
+            task_id="t", retries=2, mode="upload", bucket=BUCKET, upload_key="orig/{name}"
+        ).expand_kwargs([{"source_path": p, "output_key": f"res/{i}.png"} for i, p in enumerate(sources)])
+    dr = run_dag(dag, logical_date=START)
+    states = [state(dr, "t", i) for i in range(2)]
+    assert sorted(states) == ["failed", "success"], states
+    winner, loser = (0, 1) if states[0] == "success" else (1, 0)
+    assert dr.get_task_instance("t", map_index=loser).try_number == 1
+    assert paid(emu)["PicOperationsUpload"] == 1
+    original = emu.get_object(BUCKET, "orig/x.png")
+    assert original.metadata == {"source": sources[winner]}
+    assert original.data == Path(sources[winner]).read_bytes()
+    assert emu.list_keys(BUCKET, "res/") == [f"res/{winner}.png"]
+    out, err = capfd.readouterr()
+    assert (
+        f"Invalid upload_key='orig/x.png': already holds the output of {sources[winner]}; {sources[loser]}" in out + err
+    )

@@ -97,8 +97,9 @@ def test_the_first_paid_call_comes_before_the_last_listing_page(
     dr = run_dag(dag, logical_date=START)
     assert state(dr, "process") == "success"
 
-    # 3 source pages + 1 output page (the rerun check of a batch over PLANNED_BATCH_MAX_ITEMS), no HEAD per item.
-    assert order.count("ListObjects") == 4
+    # 3 source pages + 1 output page (the rerun check of a batch over PLANNED_BATCH_MAX_ITEMS) + this task's earlier
+    # manifests (none yet), no HEAD per item.
+    assert order.count("ListObjects") == 5
     assert order.count("HeadObject") == 0
     assert order.count("ImageProcess") == 250
     first_paid = order.index("ImageProcess")
@@ -129,7 +130,7 @@ def test_a_large_overwrite_batch_learns_missing_outputs_from_one_listing(tencent
     assert state(dr, "process") == "success"
     assert paid(emu)["ImageProcess"] == n
     assert emu.stats.count(operation="HeadObject") == 0  # was one HEAD per output
-    assert emu.stats.count(operation="ListObjects") == 2  # the sources once, the outputs once
+    assert emu.stats.count(operation="ListObjects") == 3  # the sources, the outputs, this task's manifests: once each
 
 
 def test_a_rerun_lists_the_outputs_once_and_redoes_only_a_changed_source(tencent_conn: Any) -> None:
@@ -146,7 +147,7 @@ def test_a_rerun_lists_the_outputs_once_and_redoes_only_a_changed_source(tencent
         )
     run_dag(dag, logical_date=START)
     assert paid(emu)["ImageProcess"] == n
-    outputs = emu.list_keys(BUCKET, "rerun-out/2024-01-01/")
+    outputs = [k for k in emu.list_keys(BUCKET, "rerun-out/2024-01-01/") if "/_manifests/" not in k]
     assert len(outputs) == n
     # Time passes (COS dates have second precision): the sources date from 2 minutes ago, their outputs from 1.
     for key, age in [*((k, 2) for k in keys), *((k, 1) for k in outputs)]:
@@ -156,9 +157,13 @@ def test_a_rerun_lists_the_outputs_once_and_redoes_only_a_changed_source(tencent
     emu.stats.reset()
     dr = run_dag(dag, logical_date=START)
     assert state(dr, "process") == "success"
-    assert emu.stats.count(operation="ListObjects") == (n // 1000 + 1) + (n // 1000 + 1)  # sources + outputs
+    # sources + outputs + this task's manifests, and the newest manifest read once
+    assert emu.stats.count(operation="ListObjects") == (n // 1000 + 1) + (n // 1000 + 1) + 1
+    assert emu.stats.count(operation="GetObject") == 1
+    # A listing carries no x-cos-meta-source, but the task's last manifest records each output it made with its
+    # ETag and source: an output listed with that ETag is this item's own, skipped without a HEAD for its owner.
     assert emu.stats.count(operation="HeadObject") == 0
-    assert sum(paid(emu).values()) == 0
+    assert sum(paid(emu).values()) == 0 and emu.stats.count(operation="CopyObject") == 0
     docs = xcom(dr, "process")
     assert {d["status"] for d in docs} == {"skipped"}
     assert all(d["etag"] and d["size"] for d in docs)
@@ -169,8 +174,8 @@ def test_a_rerun_lists_the_outputs_once_and_redoes_only_a_changed_source(tencent
     dr = run_dag(dag, logical_date=START)
     assert [d["source_key"] for d in xcom(dr, "process") if d["status"] == "processed"] == [keys[17]]
     assert paid(emu)["ImageProcess"] == 1
-    # The one output about to be overwritten is HEADed (its owner is checked); the others are not.
-    assert emu.stats.count(operation="HeadObject") == 1
+    assert emu.stats.count(operation="HeadObject") == 0  # every existing output is vouched for by the manifest
+    assert emu.stats.count(operation="CopyObject") == 1  # the one output made again is tagged with its source
 
 
 def test_a_large_batch_returns_a_small_summary_and_writes_the_manifest(tencent_conn: Any) -> None:
@@ -220,7 +225,7 @@ def test_a_large_batch_returns_a_small_summary_and_writes_the_manifest(tencent_c
     dr = run_dag(dag, logical_date=START)
     rerun = xcom(dr, "process")
     assert rerun["total"] == n and rerun["processed"] == 0
-    assert emu.stats.count(operation="HeadObject") == 0 and sum(paid(emu).values()) == 0
+    assert emu.stats.count(operation="HeadObject") == 0 and sum(paid(emu).values()) == 0  # the manifest vouches
 
 
 def test_the_summary_names_the_first_failures_within_its_size_bound() -> None:
@@ -240,10 +245,13 @@ def test_the_summary_names_the_first_failures_within_its_size_bound() -> None:
         collector.close()
 
 
-def test_provider_written_outputs_are_headed_only_when_they_exist(tencent_conn: Any, tmp_path: Any) -> None:
-    """Download mode to COS writes x-cos-meta-source, which a listing does not carry: a large batch's first run
-    HEADs nothing (the listing says no output exists), its rerun HEADs each existing output for its owner, and an
-    output recorded as another source's fails that item instead of being skipped."""
+@pytest.mark.parametrize(("mode", "paid_op"), [("download", "CIProcess"), ("cloud", "ImageProcess")])
+def test_outputs_are_headed_only_when_they_exist(tencent_conn: Any, mode: str, paid_op: str) -> None:
+    """Every COS output carries x-cos-meta-source (download mode writes it with the object, cloud mode tags what CI
+    wrote), which a listing does not carry: a large batch's first run HEADs nothing (the listing says no output
+    exists); its rerun HEADs only the existing outputs its last manifest does not vouch for (recorded with this
+    source and the listed ETag), and an output recorded as another source's fails that item instead of being
+    skipped."""
     emu = tencent_conn
     n = PLANNED_BATCH_MAX_ITEMS + 10
     keys = _put_many(emu, "own/", n)
@@ -252,7 +260,7 @@ def test_provider_written_outputs_are_headed_only_when_they_exist(tencent_conn: 
         with _dag("scale_owner") as dag:
             PortraitMattingOperator(
                 task_id="process",
-                mode="download",
+                mode=mode,
                 bucket=BUCKET,
                 source_prefix="own/",
                 output_key="own-out/{stem}.png",
@@ -262,7 +270,9 @@ def test_provider_written_outputs_are_headed_only_when_they_exist(tencent_conn: 
         emu.stats.reset()
         run_dag(dag, logical_date=START)
         assert emu.stats.count(operation="HeadObject") == 0
-        assert paid(emu)["CIProcess"] == n
+        assert paid(emu)[paid_op] == n
+        owners = {emu.get_object(BUCKET, f"own-out/{k[4:-4]}.png").metadata.get("source") for k in keys[:5]}
+        assert owners == {f"cos://{BUCKET}/{k}" for k in keys[:5]}
         for key in keys:
             record = emu.store.get(BUCKET, key)
             record.last_modified = record.last_modified - timedelta(minutes=2)
@@ -270,15 +280,27 @@ def test_provider_written_outputs_are_headed_only_when_they_exist(tencent_conn: 
         emu.put_object(BUCKET, stolen, b"another task's result", metadata={"source": f"cos://{BUCKET}/elsewhere.png"})
         emu.stats.reset()
         dr = run_dag(dag, logical_date=START)
+        first_rerun_heads = emu.stats.count(operation="HeadObject")
+        rerun_docs = [xcom(dr, "process")]  # read now: the next run of the same date replaces this one
+        # Without this task's manifests (deleted by hand), nothing vouches for the outputs: each is HEADed.
+        for key in emu.list_keys(BUCKET, "own-out/_manifests/"):
+            emu.store.delete(BUCKET, key)
+        emu.stats.reset()
+        unvouched = run_dag(dag, logical_date=START)
+        unvouched_heads = emu.stats.count(operation="HeadObject")
+        rerun_docs.append(xcom(unvouched, "process"))
     finally:
         emu.set_faults(None)
-    assert emu.stats.count(operation="HeadObject") == n
+    # The manifest of the first run vouches for every output but the replaced one (another ETag): one HEAD, which
+    # finds the other source's tag.
+    assert first_rerun_heads == 1
+    assert unvouched_heads == n
+    for docs in rerun_docs:
+        failed = [d for d in docs if d["status"] == "failed"]
+        assert [d["source"] for d in failed] == [f"cos://{BUCKET}/{keys[3]}"]
+        assert "already holds the output of cos://" in failed[0]["error"]
+        assert sum(d["status"] == "skipped" for d in docs) == n - 1
     assert sum(paid(emu).values()) == 0
-    docs = xcom(dr, "process")
-    failed = [d for d in docs if d["status"] == "failed"]
-    assert [d["source"] for d in failed] == [f"cos://{BUCKET}/{keys[3]}"]
-    assert "already holds the output of cos://" in failed[0]["error"]
-    assert sum(d["status"] == "skipped" for d in docs) == n - 1
 
 
 def test_a_streamed_batch_fails_the_second_source_of_one_output(tencent_conn: Any) -> None:
@@ -296,7 +318,7 @@ def test_a_streamed_batch_fails_the_second_source_of_one_output(tencent_conn: An
     assert failed[0]["source"] in (f"cos://{BUCKET}/dup/img00007.jpg", f"cos://{BUCKET}/{keys[7]}")
     assert "two sources map to the same output" in failed[0]["error"]
     assert paid(emu)["ImageProcess"] == len(keys)  # every other source once; the duplicate never paid
-    assert len(emu.list_keys(BUCKET, "dup-out/")) == len(keys)
+    assert len([k for k in emu.list_keys(BUCKET, "dup-out/") if "/_manifests/" not in k]) == len(keys)
 
 
 def test_a_large_batch_with_local_outputs_writes_its_manifest_beside_them(tencent_conn: Any, tmp_path: Any) -> None:
@@ -409,7 +431,7 @@ def test_a_large_source_keys_rerun_heads_each_source_once(tencent_conn: Any) -> 
         emu.set_faults(None)
     assert state(dr, "process") == "success"
     assert sum(paid(emu).values()) == 0
-    assert emu.stats.count(operation="ListObjects") == 1  # the outputs, once
+    assert emu.stats.count(operation="ListObjects") == 2  # the outputs and this task's manifests, once each
     assert emu.stats.count(operation="HeadObject") == n  # one per source (was two: the time was not kept)
 
 
@@ -464,7 +486,7 @@ def test_a_rerun_pays_for_a_changed_source_before_the_output_listing_ends(
     output_pages = [n for n, (op, prefix) in enumerate(order) if op == "ListObjects" and prefix == "early-out/"]
     paid_calls = [n for n, (op, _) in enumerate(order) if op == "ImageProcess"]
     assert len(output_pages) == 3 and len(paid_calls) == 1
-    assert output_pages[0] < paid_calls[0] < output_pages[-1]  # was: after the last output page
+    assert output_pages[0] < paid_calls[0] < output_pages[-1], order  # was: after the last output page
     assert [d["source_key"] for d in xcom(dr, "process") if d["status"] == "processed"] == [keys[0]]
 
 
