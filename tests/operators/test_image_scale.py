@@ -22,6 +22,8 @@ from airflow_provider_tencent_ci.operators._manifest import (
     SUMMARY_MAX_BYTES,
     BatchCollector,
     manifest_key,
+    recorded_outputs,
+    task_manifests,
 )
 from airflow_provider_tencent_ci.operators.bda import SegmentPortraitPartsOperator
 from airflow_provider_tencent_ci.operators.ci_image import PortraitMattingOperator
@@ -509,3 +511,61 @@ def test_a_failed_output_listing_falls_back_to_a_head_per_output(tencent_conn: A
     assert emu.stats.count(operation="ListObjects", ok=True) == 0 and emu.stats.count(operation="ListObjects") >= 1
     assert emu.stats.count(operation="HeadObject") == n
     assert paid(emu)["ImageProcess"] == n
+
+
+def test_a_rerun_reads_only_its_own_map_indexs_manifests() -> None:
+    prefix, matches = task_manifests("out/day", "dag", "task", 3)
+    assert prefix == "out/day/_manifests/dag/task/"
+    assert matches(manifest_key("out/day", "dag", "task", "run-1", 3))
+    assert not matches(manifest_key("out/day", "dag", "task", "run-1", 13))  # a sibling mapped instance
+    assert not matches(manifest_key("out/day", "dag", "task", "run-1", None))
+    assert not matches(manifest_key("out/day", "dag", "task2", "run-1", 3))
+    _, unmapped = task_manifests("out/day", "dag", "task", -1)
+    assert unmapped(manifest_key("out/day", "dag", "task", "run-1", -1))
+    assert not unmapped(manifest_key("out/day", "dag", "task", "run-1", 0))
+
+
+def test_a_manifest_records_each_output_with_its_etag_and_source() -> None:
+    lines = [
+        json.dumps(d).encode()
+        for d in (
+            {
+                "source": "cos://b/a.png",
+                "status": "processed",
+                "output_bucket": "b",
+                "output_key": "o/a.png",
+                "etag": '"e1"',
+            },
+            {
+                "source": "cos://b/c.png",
+                "status": "skipped",
+                "output_bucket": "b",
+                "output_key": "o/c.png",
+                "etag": "e3",
+            },
+            {
+                "source": "cos://b/d.png",
+                "status": "failed",
+                "output_bucket": "b",
+                "output_key": "o/d.png",
+                "etag": "e4",
+            },
+            {
+                "source": "cos://b/p.png",
+                "status": "processed",
+                "source_bucket": "b",
+                "source_key": "p.png",
+                "portrait_bucket": "b",
+                "portrait_key": "o/p-portrait.png",
+                "portrait_etag": "e5",
+                "mask_bucket": "b",
+                "mask_key": "o/p-mask.png",
+                "mask_etag": None,
+            },
+        )
+    ] + [b"not json", b"[1, 2]"]
+    assert recorded_outputs(lines) == {
+        ("b", "o/a.png"): ("e1", "cos://b/a.png"),
+        ("b", "o/c.png"): ("e3", "cos://b/c.png"),
+        ("b", "o/p-portrait.png"): ("e5", "cos://b/p.png"),
+    }
