@@ -441,12 +441,14 @@ class CIJobEventTrigger(BaseEventTrigger):
                     registration = await listener.listen(token, mailbox)
         try:
             next_poll = 0.0
+            cycle_s = 0.0  # the expected length of the next cycle: the last one's, or a recent longer one's
             while True:
                 delay = next_poll - time.monotonic()
                 if delay <= 0:
                     started = time.monotonic()
                     found, source = await self._isolated(self._poll(), "the job-list poll"), "poll"
-                    next_poll = _next_cycle_start(started, time.monotonic() - started, self.poll_interval)
+                    cycle_s = max(time.monotonic() - started, cycle_s * 0.75)
+                    next_poll = _next_cycle_start(started, cycle_s, self.poll_interval)
                 else:
                     await mailbox.wait(delay)
                     messages = [item[1] for item in mailbox.drain()]
@@ -592,12 +594,15 @@ def _next_cycle_start(started: float, duration: float, interval: float) -> float
     """When the next list cycle starts, so that a job is reported within about one interval of ending.
 
     The cycle's one event is yielded after its last page: a job that ends just after its page was read is
-    reported when the *next* cycle ends. Starting that cycle ``duration`` (this cycle's length, a fair estimate
-    of the next one's) before the interval is up puts its end one interval after this cycle's first page read,
-    instead of one interval plus a cycle. The event stays one per cycle (events yielded moments apart would
-    each be queued for the DAG, and Airflow 3.3's scheduler consumes only the first of a run of them: its
-    AssetDagRunQueue row keeps the first one's time, see ``_create_dag_runs_asset_triggered``); requests per
-    cycle are unchanged; cycles start at least half an interval apart.
+    reported when the *next* cycle ends. Starting that cycle ``duration`` (its expected length: the cycles just
+    run, a slowly decaying maximum of them) before the interval is up puts its end one interval after this
+    cycle's first page read, instead of one interval plus a cycle. Requests per cycle are unchanged; cycles start
+    at least half an interval apart.
+
+    Why not one event per page, yielded as each page is read: events moments apart are not consumed together.
+    Airflow 3.3.2's scheduler (``_create_dag_runs_asset_triggered``) gives a run the events up to the creation
+    time of the DAG's AssetDagRunQueue row, which the first event creates and later ones leave unchanged
+    (insert-or-ignore); the rest of a burst would wait for the asset's next event, in a quiet bucket indefinitely.
     """
     return started + interval - min(duration, interval / 2)
 
