@@ -6,7 +6,10 @@ triggers that share a connection, region and bucket subscribe here instead and o
 K jobs per request and fans the results out to every waiting trigger. 10,000 waiting jobs cost ceil(10,000 / K)
 requests per cycle, through one hook (one HTTP client) per key.
 
-Scheduling: each subscription has its own interval and due time, kept in a min-heap of (due time, subscription);
+Scheduling: a new subscription waits until its burst of subscriptions pauses (``SETTLE_SECONDS``; a triggerer
+starting or taking over thousands of triggers creates them one after another) and is then due at once, so a
+burst is first polled in one cycle after it, not by cycles running in the middle of it. Each subscription has its
+own interval and due time, kept in a min-heap of (due time, subscription);
 the loop wakes when the earliest subscription is due and then also takes every subscription that falls due within
 half a tick (the shortest interval), so subscribers that started at different moments converge on the same cycles
 and share requests. A wake-up examines only the subscriptions it takes (plus stale heap entries it discards):
@@ -277,16 +280,19 @@ class JobPoller:
         the middle of the burst would slow it down (its requests' parsing runs on this loop) and poll the jobs
         subscribed so far only to poll them again with the rest. Cycles of admitted subscriptions run on time.
         """
-        if not self._pending:
-            return None
-        admit_at = min(self._last_subscribed + SETTLE_SECONDS, self._pending_since + tick)
-        if now < admit_at:
+        admit_at = self._admission_time(tick)
+        if admit_at is None or now < admit_at:
             return admit_at
         pending, self._pending = self._pending, []
         for sub in pending:
             if not sub.closed:
                 self._schedule(sub, now)
         return None
+
+    def _admission_time(self, tick: float) -> float | None:
+        if not self._pending:
+            return None
+        return min(self._last_subscribed + SETTLE_SECONDS, self._pending_since + tick)
 
     async def _run(self) -> None:
         while self._live:
@@ -295,13 +301,14 @@ class JobPoller:
             now = time.monotonic()
             tick = min(self._intervals)
             self._tick = tick
-            admit_at = self._admit(now, tick)
+            self._admit(now, tick)
             due_ids = await self._take_due(now + tick / 2, now)
             if due_ids:
                 self.cycles += 1
                 await self._poll_all(due_ids)
             self._compact()
             next_due = self._next_due()
+            admit_at = self._admission_time(tick)  # including triggers that subscribed during the cycle
             if admit_at is not None:
                 next_due = admit_at if next_due is None else min(next_due, admit_at)
             if not self._live or next_due is None:
