@@ -118,7 +118,7 @@ class _CIJobTaskTrigger(BaseTrigger):
     @property
     def log(self) -> Any:
         """The class's logger, shared by every instance: LoggingMixin builds one logger object per instance on
-        first use, about 1 KB for each of thousands of waiting triggers (the triggerer tells triggers' log lines
+        first use, about 0.3 KB for each of thousands of waiting triggers (the triggerer tells triggers' log lines
         apart by context variables, not by logger object)."""
         return type(self).logger()
 
@@ -326,7 +326,7 @@ class CIJobEventTrigger(BaseEventTrigger):
     :param tag: job tag to watch (``SegmentVideoBody``).
     :param channel: optional callback channel name.
     :param poll_interval: seconds between list polls: a finished job is reported about this long after it ended
-        at the latest (each cycle starts early by the previous cycle's duration, see ``_next_cycle_start``).
+        at the latest (each cycle starts early by the expected cycle length, see ``_next_cycle_start``).
     :param lookback_seconds: on first start (no cursor), report jobs created this long ago or later.
     :param states: terminal states to report (default Success, Failed, Cancel).
     :param max_pages: list pages (100 jobs each) read per poll at most.
