@@ -66,26 +66,42 @@ class Mailbox:
             return True
         if timeout is not None and timeout <= 0:
             return False
-        loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
-        timer = None if timeout is None else loop.call_later(timeout, _wake, waiter)
+        waiter, timer = self._arm(timeout)
         try:
             await waiter
         finally:
-            self._waiter = None
-            if timer is not None:
-                timer.cancel()
+            self._disarm(timer)
         return bool(self._items)
 
     async def get(self, timeout: float | None = None) -> Any:
-        """The oldest item, or None when ``timeout`` seconds pass first (items are never None)."""
-        while not self._items:
-            if not await self.wait(timeout):
+        """The oldest item, or None when ``timeout`` seconds pass first (items are never None).
+
+        Waits in this coroutine itself (not through ``wait``): one coroutine frame per waiting trigger, not two.
+        """
+        if not self._items:
+            if timeout is not None and timeout <= 0:
                 return None
+            waiter, timer = self._arm(timeout)
+            try:
+                await waiter
+            finally:
+                self._disarm(timer)
+            if not self._items:
+                return None  # only the timer wakes the waiter without an item
         item = self._items.pop(0)
         if not self._items:
             self._items = None
         return item
+
+    def _arm(self, timeout: float | None) -> tuple[asyncio.Future[None], asyncio.TimerHandle | None]:
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        return waiter, None if timeout is None else loop.call_later(timeout, _wake, waiter)
+
+    def _disarm(self, timer: asyncio.TimerHandle | None) -> None:
+        self._waiter = None
+        if timer is not None:
+            timer.cancel()
 
     def drain(self) -> list[Any]:
         """Every item in the mailbox, oldest first, emptying it."""

@@ -6,7 +6,10 @@ triggers that share a connection, region and bucket subscribe here instead and o
 K jobs per request and fans the results out to every waiting trigger. 10,000 waiting jobs cost ceil(10,000 / K)
 requests per cycle, through one hook (one HTTP client) per key.
 
-Scheduling: each subscription has its own interval and due time, kept in a min-heap of (due time, subscription);
+Scheduling: a new subscription waits until its burst of subscriptions pauses (``SETTLE_SECONDS``; a triggerer
+starting or taking over thousands of triggers creates them one after another) and is then due at once, so a
+burst is first polled in one cycle after it, not by cycles running in the middle of it. Each subscription has its
+own interval and due time, kept in a min-heap of (due time, subscription);
 the loop wakes when the earliest subscription is due and then also takes every subscription that falls due within
 half a tick (the shortest interval), so subscribers that started at different moments converge on the same cycles
 and share requests. A wake-up examines only the subscriptions it takes (plus stale heap entries it discards):
@@ -48,6 +51,10 @@ log = logging.getLogger(__name__)
 MAX_CONCURRENT_REQUESTS = 4
 # Longest back-off after repeated transient errors (throttling, 5xx, network).
 MAX_ERROR_BACKOFF_SECONDS = 300.0
+# Heap entries a cycle takes between two yields to the event loop.
+SLICE = 1000
+# New subscriptions join the heap once no trigger subscribed for this long (a burst is polled together).
+SETTLE_SECONDS = 0.25
 
 
 def configured_batch_size() -> int:
@@ -110,6 +117,9 @@ class JobPoller:
         # By job id: fan-out of one result to its waiters (a list: almost always one, a set costs 3x the memory).
         self._subs: dict[str, list[Subscription]] = {}
         self._live = 0
+        self._pending: list[Subscription] = []  # subscribed, not yet in the heap (see _admit)
+        self._pending_since = 0.0
+        self._last_subscribed = 0.0
         self._due: list[_Entry] = []
         self._seq = itertools.count()
         self._intervals: dict[float, int] = {}  # interval -> open subscriptions with it (the tick is the smallest)
@@ -146,9 +156,14 @@ class JobPoller:
     def subscribe(self, job_id: str, interval: float, inbox: Mailbox | None = None) -> Subscription:
         interval = max(0.01, float(interval))
         sub = Subscription(self, job_id, interval, inbox if inbox is not None else Mailbox())
-        # Due now: it is taken by the next cycle. The loop is not woken for it (unless it is idle or this
-        # interval is shorter than its tick), so a stream of new subscribers cannot multiply the requests.
-        self._schedule(sub, time.monotonic())
+        # Pending until its burst of subscriptions is over (``_admit``), then due now: it is taken by the next
+        # cycle. The loop is not woken for it (unless it is idle or this interval is shorter than its tick), so a
+        # stream of new subscribers cannot multiply the requests.
+        now = time.monotonic()
+        if not self._pending:
+            self._pending_since = now
+        self._pending.append(sub)
+        self._last_subscribed = now
         self._subs.setdefault(job_id, []).append(sub)
         self._live += 1
         self._intervals[interval] = self._intervals.get(interval, 0) + 1
@@ -232,21 +247,52 @@ class JobPoller:
                     future.set_result(results[job_id])
 
     # -- the loop ---------------------------------------------------------------------------------------------
-    def _take_due(self, horizon: float) -> list[Subscription]:
-        """Pop every valid entry due by ``horizon``; stale entries met on the way are dropped."""
-        taken: list[Subscription] = []
+    async def _take_due(self, horizon: float, now: float) -> list[str]:
+        """Pop every valid entry due by ``horizon`` and schedule it one interval after ``now``; the job ids taken,
+        each once. Stale entries met on the way are dropped. Works in slices of ``SLICE`` entries with a yield to
+        the loop between them: a cycle of 10,000 subscriptions must not hold the loop for the whole of it."""
+        taken: dict[str, None] = {}
+        in_slice = 0
         while self._due and self._due[0][0] <= horizon:
             entry = heapq.heappop(self._due)
             self.examined += 1
             if self._valid(entry):
-                taken.append(entry[2])
-        return taken
+                sub = entry[2]
+                taken[sub.job_id] = None
+                self._schedule(sub, now + sub.interval)
+            in_slice += 1
+            if in_slice >= SLICE:
+                in_slice = 0
+                await asyncio.sleep(0)
+        return list(taken)
 
     def _next_due(self) -> float | None:
         while self._due and not self._valid(self._due[0]):
             heapq.heappop(self._due)
             self.examined += 1
         return self._due[0][0] if self._due else None
+
+    def _admit(self, now: float, tick: float) -> float | None:
+        """Move the pending subscriptions into the heap (due now) once their burst is over; else, when to look again.
+
+        Triggers arriving in a burst (a triggerer starting, or taking over thousands of triggers) are admitted
+        together when no trigger subscribed for ``SETTLE_SECONDS``, or after one tick at the latest: a cycle run in
+        the middle of the burst would slow it down (its requests' parsing runs on this loop) and poll the jobs
+        subscribed so far only to poll them again with the rest. Cycles of admitted subscriptions run on time.
+        """
+        admit_at = self._admission_time(tick)
+        if admit_at is None or now < admit_at:
+            return admit_at
+        pending, self._pending = self._pending, []
+        for sub in pending:
+            if not sub.closed:
+                self._schedule(sub, now)
+        return None
+
+    def _admission_time(self, tick: float) -> float | None:
+        if not self._pending:
+            return None
+        return min(self._last_subscribed + SETTLE_SECONDS, self._pending_since + tick)
 
     async def _run(self) -> None:
         while self._live:
@@ -255,22 +301,37 @@ class JobPoller:
             now = time.monotonic()
             tick = min(self._intervals)
             self._tick = tick
-            due = self._take_due(now + tick / 2)
-            if due:
-                for sub in due:
-                    self._schedule(sub, now + sub.interval)
-                due_ids = list(dict.fromkeys(s.job_id for s in due))
-                del due
+            self._admit(now, tick)
+            due_ids = await self._take_due(now + tick / 2, now)
+            if due_ids:
                 self.cycles += 1
-                await asyncio.gather(*(self._poll_chunk(chunk) for chunk in _chunks(due_ids, self.batch_size)))
+                await self._poll_all(due_ids)
             self._compact()
             next_due = self._next_due()
+            admit_at = self._admission_time(tick)  # including triggers that subscribed during the cycle
+            if admit_at is not None:
+                next_due = admit_at if next_due is None else min(next_due, admit_at)
             if not self._live or next_due is None:
                 break
             await within(self._wake.wait(), max(0.0, next_due - time.monotonic()))
         self._tick = None
         if not self._live:
-            self._due.clear()  # only stale entries are left: release the closed subscriptions now
+            # Only stale entries are left: release the closed subscriptions now.
+            self._due.clear()
+            self._pending.clear()
+
+    async def _poll_all(self, job_ids: list[str]) -> None:
+        """Query these jobs, ``batch_size`` per request, with at most ``MAX_CONCURRENT_REQUESTS`` in flight: that
+        many workers take the next chunk when one is done (not one task per chunk: 1,000 tasks started at once
+        cost memory and a long loop iteration)."""
+        chunks = iter(_chunks(job_ids, self.batch_size))
+
+        async def worker() -> None:
+            for chunk in chunks:
+                await self._poll_chunk(chunk)
+
+        workers = min(MAX_CONCURRENT_REQUESTS, -(-len(job_ids) // self.batch_size))
+        await asyncio.gather(*(worker() for _ in range(workers)))
 
     async def _poll_chunk(self, chunk: list[str]) -> None:
         async with self._semaphore:

@@ -208,3 +208,24 @@ async def test_poller_wakeups_do_not_examine_every_subscriber(emu: Any) -> None:
     quiet[-1].close()
     await await_until(lambda: poller._task is not None and poller._task.done())
     assert poller._due == [] and poller.subscriber_count == 0
+
+
+async def test_a_burst_of_new_subscriptions_is_polled_in_one_cycle(emu: Any) -> None:
+    """Triggers created one after another (as the triggerer's create_triggers does) are first polled together,
+    once the burst is over: no cycle runs for the first few while the rest are still being created."""
+    from airflow_provider_tencent_ci.triggers.poller import JobPoller
+
+    n, k = 30, 10
+    emu.stats.reset()
+    poller = JobPoller("tencentcloud_default", "ap-guangzhou", BUCKET, batch_size=k)
+    subs = []
+    for i in range(n):
+        subs.append(poller.subscribe("b" + f"{i:031x}", 3600))
+        await asyncio.sleep(0)  # the loop runs between two subscriptions: the poller could start a cycle here
+    await await_until(lambda: poller.cycles >= 1)
+    await await_until(lambda: emu.stats.count(operation="DescribeJobs") >= math.ceil(n / k))
+    assert poller.cycles == 1 and poller.requests == math.ceil(n / k)  # all n in the first cycle, k per request
+    assert all(sub.inbox.qsize() == 1 for sub in subs)  # every subscriber got its first answer from that cycle
+    for sub in subs:
+        sub.close()
+    await await_until(lambda: poller._task is not None and poller._task.done())

@@ -145,3 +145,12 @@ def test_usable_as_an_asset_watcher() -> None:
     assert asset.watchers[0].trigger is trigger
     classpath, kwargs = trigger.serialize()
     assert classpath.endswith("CIJobEventTrigger") and kwargs["tencentcloud_conn_id"] == "tencentcloud_default"
+
+
+def test_next_list_cycle_starts_early_by_the_last_cycles_duration() -> None:
+    """A job that ends just after its page was read is reported at the end of the next cycle: that cycle starts
+    early by the last one's duration so its end comes one interval after this cycle's start (not one interval
+    plus a cycle); a cycle longer than half the interval never makes cycles start less than half an interval apart."""
+    assert ci_job._next_cycle_start(100.0, 2.0, 10.0) == 108.0
+    assert ci_job._next_cycle_start(100.0, 0.0, 10.0) == 110.0
+    assert ci_job._next_cycle_start(100.0, 8.0, 10.0) == 105.0
