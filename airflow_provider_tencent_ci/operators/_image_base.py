@@ -182,7 +182,8 @@ class ImageOperatorBase(TencentCloudBaseOperator["CIHook"]):
         Every COS output carries its source in ``x-cos-meta-source`` (written with the object, or, for an object CI
         writes, tagged right after). In a large batch the rerun listing answers "does not exist" without a HEAD;
         a listing carries no metadata, so an output it holds is HEADed for its owner before it is skipped or
-        overwritten (a fresh output another source made must fail this item, not count as done)."""
+        overwritten (a fresh output another source made must fail this item, not count as done), unless this task's
+        last manifest records it as this item's, with the ETag listed (:class:`._manifest.PreviousOutputs`)."""
         listing = self._listed_outputs
         known, listed = listing.lookup(bucket, key) if listing is not None else (False, None)
         if known and listed is None:
