@@ -256,14 +256,7 @@ async def relayed_listener(redis_server: RedisServer, monkeypatch: pytest.Monkey
     from tests.services.airflow_services import free_port
 
     port = free_port()
-    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY", "relay-listener-test-key")
-    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_RELAY_URL", redis_server.url)
-    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_HOST", "127.0.0.1")
-    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_PORT", str(port))
-    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_BASE_URL", f"http://127.0.0.1:{port}")
-    monkeypatch.setattr(callback_relay, "_SAID_PROCESS_LOCAL", False)
-    cl.reset_listener()
-    callback_relay.stop_subscriber()
+    _listener_with_relay(monkeypatch, redis_server.url, port)
     try:
         listener = await cl.ensure_listener()
         assert listener is not None and listener.running
@@ -418,14 +411,7 @@ async def test_a_triggerer_whose_port_is_taken_gets_callbacks_through_the_relay_
     monkeypatch.setattr(cl, "BIND_RETRY_MAX_SECONDS", 0.2)
     occupant = socket.create_server(("127.0.0.1", 0))
     port = occupant.getsockname()[1]
-    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY", "relay-listener-test-key")
-    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_RELAY_URL", redis_server.url)
-    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_HOST", "127.0.0.1")
-    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_PORT", str(port))
-    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_BASE_URL", f"http://127.0.0.1:{port}")
-    monkeypatch.setattr(callback_relay, "_SAID_PROCESS_LOCAL", False)
-    cl.reset_listener()
-    callback_relay.stop_subscriber()
+    _listener_with_relay(monkeypatch, redis_server.url, port)
     publisher = CallbackRelay(redis_server.url)
     try:
         listener = await cl.ensure_listener()
@@ -455,3 +441,17 @@ async def test_a_triggerer_whose_port_is_taken_gets_callbacks_through_the_relay_
         await publisher.aclose()
         cl.reset_listener()
         callback_relay.stop_subscriber()
+
+
+def _listener_with_relay(monkeypatch: pytest.MonkeyPatch, relay_url: str, port: int) -> None:
+    """This process as a triggerer: a keyed callback listener on ``port`` (also the base URL) and the relay."""
+    from airflow_provider_tencent_ci.triggers import callback_listener as cl
+
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_TOKEN_KEY", "relay-listener-test-key")
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_RELAY_URL", relay_url)
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_HOST", "127.0.0.1")
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_LISTENER_PORT", str(port))
+    monkeypatch.setenv("AIRFLOW__TENCENT_CI__CALLBACK_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(callback_relay, "_SAID_PROCESS_LOCAL", False)
+    cl.reset_listener()
+    callback_relay.stop_subscriber()
