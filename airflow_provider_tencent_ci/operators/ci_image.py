@@ -190,7 +190,7 @@ class BaseCIImageOperator(ImageOperatorBase):
             ops = self._pic_operations(out_key)
             # The original is an output too: one another source stored there fails the item before the upload
             # (which is the paid call), and this one records its source with the object.
-            _batch.check_output_owner("upload_key", upload_key, self.hook.head_object(bucket, upload_key), item)
+            self._existing_output("upload_key", bucket, upload_key, item)
             result = self.hook.put_object_with_pic_operations(
                 bucket, upload_key, item.path or "", ops, metadata=self._source_metadata(item)
             )
