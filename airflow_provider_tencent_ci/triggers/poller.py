@@ -272,8 +272,8 @@ class JobPoller:
             self.examined += 1
         return self._due[0][0] if self._due else None
 
-    def _admit(self, now: float, tick: float) -> float | None:
-        """Move the pending subscriptions into the heap (due now) once their burst is over; else, when to look again.
+    def _admit(self, now: float, tick: float) -> None:
+        """Move the pending subscriptions into the heap (due now) once their burst is over (``_admission_time``).
 
         Triggers arriving in a burst (a triggerer starting, or taking over thousands of triggers) are admitted
         together when no trigger subscribed for ``SETTLE_SECONDS``, or after one tick at the latest: a cycle run in
@@ -282,12 +282,11 @@ class JobPoller:
         """
         admit_at = self._admission_time(tick)
         if admit_at is None or now < admit_at:
-            return admit_at
+            return
         pending, self._pending = self._pending, []
         for sub in pending:
             if not sub.closed:
                 self._schedule(sub, now)
-        return None
 
     def _admission_time(self, tick: float) -> float | None:
         if not self._pending:
